@@ -1,0 +1,2 @@
+/* CLI info command */
+typedef int ms_info_placeholder;

@@ -1,0 +1,2 @@
+/* OpenJPEG decoding */
+typedef int ms_j2k_placeholder;
