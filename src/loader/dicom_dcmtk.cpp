@@ -1,1 +1,505 @@
-// DCMTK wrapper
+// The only C++ in medscreen: DCMTK's dcmdata behind the C API of dicom_dcmtk.h.
+// Every extern "C" function is a catch-all; nothing C++ escapes.
+
+#include "dicom_dcmtk.h"
+
+#include <new>
+#include <string.h>
+
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmdata/dcistrmb.h"
+#include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcpixseq.h"
+#include "dcmtk/dcmdata/dcpxitem.h"
+#include "dcmtk/dcmdata/dcrledrg.h"
+#include "dcmtk/dcmdata/dcxfer.h"
+#include "dcmtk/dcmjpeg/djdecode.h"
+#include "dcmtk/dcmjpls/djdecode.h"
+#include "dcmtk/oflog/oflog.h"
+
+struct ms_dcmtk {
+    DcmFileFormat file;
+    DcmDataset *dataset;
+    char name[512];
+};
+
+namespace {
+
+// Codec registration and log silencing are process-wide in DCMTK; C++11 guarantees this
+// static is initialised once even when several threads open files at the same time.
+struct DcmtkGlobals {
+    DcmtkGlobals() {
+        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        // YBR JPEG is converted to RGB as the photometric interpretation asks; the
+        // decoded colour model is reported back by getUncompressedFrame.
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+        DcmRLEDecoderRegistration::registerCodecs();
+    }
+};
+
+void ensure_globals() { static DcmtkGlobals globals; }
+
+void copy_string(DcmItem *item, const DcmTagKey &tag, char *dst, size_t dst_size) {
+    OFString v;
+    dst[0] = '\0';
+    if (item != NULL && item->findAndGetOFStringArray(tag, v).good()) {
+        // Trim DICOM padding (trailing spaces / NULs) and leading spaces.
+        size_t b = 0, e = v.size();
+        while (b < e && v[b] == ' ') b++;
+        while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\0')) e--;
+        ms_str_copy(dst, dst_size, v.substr(b, e - b).c_str());
+    }
+}
+
+bool get_u16(DcmItem *item, const DcmTagKey &tag, uint16_t *out) {
+    Uint16 v = 0;
+    if (item->findAndGetUint16(tag, v).bad()) return false;
+    *out = v;
+    return true;
+}
+
+// A US or SS value at pos (LUT descriptors may use either VR).
+bool get_us_or_ss(DcmItem *item, const DcmTagKey &tag, unsigned long pos, uint16_t *out) {
+    DcmElement *el = NULL;
+    if (item->findAndGetElement(tag, el).bad() || el == NULL) return false;
+    Uint16 u = 0;
+    if (el->getUint16(u, pos).good()) {
+        *out = u;
+        return true;
+    }
+    Sint16 s = 0;
+    if (el->getSint16(s, pos).good()) {
+        *out = (uint16_t)s;
+        return true;
+    }
+    return false;
+}
+
+// Reads a LUT (descriptor + data) from item; PS3.3 C.11.1.1.1. signed_first: the first
+// mapped value is SS when the pixel data are signed.
+ms_status read_lut(DcmItem *item, const DcmTagKey &desc_tag, const DcmTagKey &data_tag,
+                   bool signed_first, const char *what, ms_dcm_lut *lut, const char *name,
+                   ms_err *err) {
+    uint16_t d0, d1, d2;
+    if (!get_us_or_ss(item, desc_tag, 0, &d0) || !get_us_or_ss(item, desc_tag, 1, &d1) ||
+        !get_us_or_ss(item, desc_tag, 2, &d2))
+        return ms_fail(err, MS_EFORMAT, "%s: %s descriptor is missing or incomplete", name, what);
+    uint32_t entries = d0 == 0 ? 65536u : d0;
+    if (d2 < 8 || d2 > 16)
+        return ms_fail(err, MS_EFORMAT, "%s: %s descriptor gives %u bits per entry, expected 8..16",
+                       name, what, (unsigned)d2);
+    const Uint16 *words = NULL;
+    unsigned long count = 0;
+    if (item->findAndGetUint16Array(data_tag, words, &count).bad() || words == NULL)
+        return ms_fail(err, MS_EFORMAT, "%s: %s data are missing", name, what);
+    uint16_t *data = (uint16_t *)ms_malloc((size_t)entries * sizeof(uint16_t));
+    if (data == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %s", name, what);
+    if (count >= entries) {
+        memcpy(data, words, (size_t)entries * sizeof(uint16_t));
+    } else if (d2 == 8 && count * 2 >= entries) {
+        // 8-bit entries packed two per OW word, first entry in the low byte.
+        for (uint32_t i = 0; i < entries; i++)
+            data[i] = (uint16_t)((words[i / 2] >> ((i & 1) ? 8 : 0)) & 0xFF);
+    } else {
+        ms_free(data);
+        return ms_fail(err, MS_EFORMAT, "%s: %s has %lu data words for %u entries", name, what,
+                       count, entries);
+    }
+    lut->entries = entries;
+    lut->first_mapped = signed_first ? (int32_t)(int16_t)d1 : (int32_t)d1;
+    lut->bits = d2;
+    lut->data = data;
+    return MS_OK;
+}
+
+// Functional groups (enhanced multi-frame objects) carry spacing, rescale and windows in
+// nested sequences (PS3.3 C.7.6.16): look at the top level, then the shared groups, then
+// the first frame's groups.
+DcmItem *find_group(DcmDataset *ds, const DcmTagKey &macro_seq, const DcmTagKey &tag) {
+    if (ds->tagExistsWithValue(tag)) return ds;
+    const DcmTagKey groups[2] = {DCM_SharedFunctionalGroupsSequence,
+                                 DCM_PerFrameFunctionalGroupsSequence};
+    for (int i = 0; i < 2; i++) {
+        DcmItem *fg = NULL, *macro = NULL;
+        if (ds->findAndGetSequenceItem(groups[i], fg, 0).good() && fg != NULL &&
+            fg->findAndGetSequenceItem(macro_seq, macro, 0).good() && macro != NULL &&
+            macro->tagExistsWithValue(tag))
+            return macro;
+    }
+    return NULL;
+}
+
+bool get_f64(DcmItem *item, const DcmTagKey &tag, unsigned long pos, double *out) {
+    Float64 v = 0;
+    if (item == NULL || item->findAndGetFloat64(tag, v, pos).bad()) return false;
+    if (!(v == v) || v > 1e300 || v < -1e300) return false; // NaN or infinite
+    *out = v;
+    return true;
+}
+
+ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
+    DcmDataset *ds = d->dataset;
+    const char *name = d->name;
+    memset(a, 0, sizeof *a);
+
+    copy_string(d->file.getMetaInfo(), DCM_TransferSyntaxUID, a->transfer_syntax,
+                sizeof a->transfer_syntax);
+    if (a->transfer_syntax[0] == '\0') {
+        // A bare data set: report what DCMTK detected while parsing.
+        DcmXfer xfer(ds->getOriginalXfer());
+        ms_str_copy(a->transfer_syntax, sizeof a->transfer_syntax, xfer.getXferID());
+    }
+
+    DcmElement *px = NULL;
+    a->has_pixel_data = ds->findAndGetElement(DCM_PixelData, px).good() && px != NULL;
+    a->has_float_pixel_data = ds->tagExists(DCM_FloatPixelData) ||
+                              ds->tagExists(DCM_DoubleFloatPixelData);
+    if (a->has_pixel_data) {
+        DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+        DcmPixelSequence *seq = NULL;
+        E_TransferSyntax orig = ds->getOriginalXfer();
+        a->encapsulated = DcmXfer(orig).isEncapsulated() ||
+                          (pd->getEncapsulatedRepresentation(orig, NULL, seq).good() &&
+                           seq != NULL);
+        if (!a->encapsulated) a->pixel_data_length = px->getLength();
+    }
+
+    a->has_bits_allocated = get_u16(ds, DCM_BitsAllocated, &a->bits_allocated);
+    a->has_bits_stored = get_u16(ds, DCM_BitsStored, &a->bits_stored);
+    a->has_high_bit = get_u16(ds, DCM_HighBit, &a->high_bit);
+    a->has_samples_per_pixel = get_u16(ds, DCM_SamplesPerPixel, &a->samples_per_pixel);
+    get_u16(ds, DCM_Rows, &a->rows);
+    get_u16(ds, DCM_Columns, &a->columns);
+    get_u16(ds, DCM_PixelRepresentation, &a->pixel_representation);
+    get_u16(ds, DCM_PlanarConfiguration, &a->planar_configuration);
+    a->frames = 1;
+    Sint32 nframes = 0;
+    if (ds->findAndGetSint32(DCM_NumberOfFrames, nframes).good()) {
+        if (nframes < 0)
+            return ms_fail(err, MS_EFORMAT, "%s: Number of Frames is %ld", name, (long)nframes);
+        a->frames = nframes == 0 ? 1u : (uint32_t)nframes; // 0 is invalid; treat as one
+    }
+    copy_string(ds, DCM_PhotometricInterpretation, a->photometric, sizeof a->photometric);
+
+    bool sgn = a->pixel_representation == 1;
+    DcmItem *rs = find_group(ds, DCM_PixelValueTransformationSequence, DCM_RescaleSlope);
+    if (rs != NULL) {
+        if (!get_f64(rs, DCM_RescaleSlope, 0, &a->rescale_slope) ||
+            !get_f64(rs, DCM_RescaleIntercept, 0, &a->rescale_intercept))
+            return ms_fail(err, MS_EFORMAT,
+                           "%s: Rescale Slope/Intercept present but not valid numbers", name);
+        if (a->rescale_slope == 0.0)
+            return ms_fail(err, MS_EFORMAT, "%s: Rescale Slope is 0", name);
+        a->has_rescale = true;
+    }
+    DcmItem *mlut = NULL;
+    if (ds->findAndGetSequenceItem(DCM_ModalityLUTSequence, mlut, 0).good() && mlut != NULL) {
+        ms_status st = read_lut(mlut, DCM_LUTDescriptor, DCM_LUTData, sgn, "Modality LUT",
+                                &a->modality_lut, name, err);
+        if (st != MS_OK) return st;
+    }
+
+    DcmItem *win = find_group(ds, DCM_FrameVOILUTSequence, DCM_WindowCenter);
+    if (win != NULL) {
+        DcmElement *wc = NULL;
+        unsigned long vm = 0;
+        if (win->findAndGetElement(DCM_WindowCenter, wc).good() && wc != NULL) vm = wc->getVM();
+        for (unsigned long i = 0; i < vm && a->n_windows < MS_DCM_MAX_WINDOWS; i++) {
+            double c, w;
+            if (!get_f64(win, DCM_WindowCenter, i, &c) || !get_f64(win, DCM_WindowWidth, i, &w))
+                break; // a window without a valid width is unusable; keep the earlier ones
+            a->window_center[a->n_windows] = c;
+            a->window_width[a->n_windows] = w;
+            a->n_windows++;
+        }
+        copy_string(win, DCM_VOILUTFunction, a->voi_lut_function, sizeof a->voi_lut_function);
+    }
+    for (uint32_t i = 0; i < MS_DCM_MAX_VOI_LUTS; i++) {
+        DcmItem *vi = NULL;
+        if (ds->findAndGetSequenceItem(DCM_VOILUTSequence, vi, (signed long)i).bad() ||
+            vi == NULL)
+            break;
+        // The VOI LUT's first mapped value follows the modality output, which is signed
+        // when the stored pixels are signed or a rescale can make them negative.
+        ms_status st = read_lut(vi, DCM_LUTDescriptor, DCM_LUTData, sgn || a->has_rescale,
+                                "VOI LUT", &a->voi_lut[i], name, err);
+        if (st != MS_OK) return st;
+        a->n_voi_luts++;
+    }
+    copy_string(ds, DCM_PresentationLUTShape, a->presentation_lut_shape,
+                sizeof a->presentation_lut_shape);
+
+    a->has_segmented_palette = ds->tagExists(DCM_SegmentedRedPaletteColorLookupTableData);
+    if (strcmp(a->photometric, "PALETTE COLOR") == 0 && !a->has_segmented_palette) {
+        static const DcmTagKey desc[3] = {DCM_RedPaletteColorLookupTableDescriptor,
+                                          DCM_GreenPaletteColorLookupTableDescriptor,
+                                          DCM_BluePaletteColorLookupTableDescriptor};
+        static const DcmTagKey data[3] = {DCM_RedPaletteColorLookupTableData,
+                                          DCM_GreenPaletteColorLookupTableData,
+                                          DCM_BluePaletteColorLookupTableData};
+        static const char *what[3] = {"red palette", "green palette", "blue palette"};
+        for (int i = 0; i < 3; i++) {
+            ms_status st = read_lut(ds, desc[i], data[i], false, what[i], &a->palette[i], name, err);
+            if (st != MS_OK) return st;
+        }
+    }
+
+    DcmItem *sp = find_group(ds, DCM_PixelMeasuresSequence, DCM_PixelSpacing);
+    a->has_pixel_spacing = get_f64(sp, DCM_PixelSpacing, 0, &a->pixel_spacing[0]) &&
+                           get_f64(sp, DCM_PixelSpacing, 1, &a->pixel_spacing[1]) &&
+                           a->pixel_spacing[0] > 0 && a->pixel_spacing[1] > 0;
+    a->has_imager_pixel_spacing =
+        get_f64(ds, DCM_ImagerPixelSpacing, 0, &a->imager_pixel_spacing[0]) &&
+        get_f64(ds, DCM_ImagerPixelSpacing, 1, &a->imager_pixel_spacing[1]) &&
+        a->imager_pixel_spacing[0] > 0 && a->imager_pixel_spacing[1] > 0;
+
+    copy_string(ds, DCM_Modality, a->modality, sizeof a->modality);
+    copy_string(ds, DCM_BodyPartExamined, a->body_part, sizeof a->body_part);
+    copy_string(ds, DCM_ViewPosition, a->view_position, sizeof a->view_position);
+    copy_string(ds, DCM_StudyInstanceUID, a->study_uid, sizeof a->study_uid);
+    copy_string(ds, DCM_SeriesInstanceUID, a->series_uid, sizeof a->series_uid);
+    copy_string(ds, DCM_SOPInstanceUID, a->sop_uid, sizeof a->sop_uid);
+    copy_string(ds, DCM_SOPClassUID, a->sop_class_uid, sizeof a->sop_class_uid);
+    return MS_OK;
+}
+
+ms_status open_impl(const uint8_t *data, size_t size, const char *name, ms_dcmtk **out,
+                    ms_err *err) {
+    ensure_globals();
+    ms_dcmtk *d = new ms_dcmtk();
+    ms_str_copy(d->name, sizeof d->name, name);
+    DcmInputBufferStream in;
+    in.setBuffer(data, (offile_off_t)size);
+    in.setEos();
+    d->file.transferInit();
+    OFCondition cond = d->file.read(in, EXS_Unknown, EGL_noChange, 0xFFFFFFFEu);
+    d->file.transferEnd();
+    in.releaseBuffer();
+    if (cond.bad()) {
+        delete d;
+        return ms_fail(err, MS_EFORMAT, "%s: DICOM parse error: %s", name, cond.text());
+    }
+    d->dataset = d->file.getDataset();
+    if (d->dataset == NULL || d->dataset->card() == 0) {
+        delete d;
+        return ms_fail(err, MS_EFORMAT, "%s: DICOM file has an empty data set", name);
+    }
+    *out = d;
+    return MS_OK;
+}
+
+ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, void *buf, size_t buf_size,
+                            char color_model[17], uint16_t *planar, ms_err *err) {
+    DcmElement *px = NULL;
+    if (d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
+        return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
+    if (buf_size > 0xFFFFFFFEu)
+        return ms_fail(err, MS_ELIMIT, "%s: frame of %zu bytes is too large for DCMTK", d->name,
+                       buf_size);
+    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+    Uint32 start_fragment = 0; // 0: DCMTK finds it from the offset table or by counting
+    OFString model;
+    OFCondition cond = pd->getUncompressedFrame(d->dataset, frame, start_fragment, buf,
+                                                (Uint32)buf_size, model, NULL);
+    if (cond.bad()) {
+        if (cond == EC_CannotChangeRepresentation)
+            return ms_fail(err, MS_EUNSUPPORTED, "%s: no decoder for transfer syntax %s",
+                           d->name, DcmXfer(d->dataset->getOriginalXfer()).getXferName());
+        return ms_fail(err, MS_EFORMAT, "%s: cannot decode frame %u: %s", d->name, frame,
+                       cond.text());
+    }
+    ms_str_copy(color_model, 17, model.c_str());
+    // Decoders rewrite Planar Configuration to describe the samples they produced.
+    Uint16 pc = 0;
+    d->dataset->findAndGetUint16(DCM_PlanarConfiguration, pc);
+    *planar = pc;
+    return MS_OK;
+}
+
+bool is_soc(DcmPixelItem *item) {
+    Uint8 *p = NULL;
+    return item->getLength() >= 4 && item->getUint8Array(p).good() && p != NULL &&
+           p[0] == 0xFF && p[1] == 0x4F && p[2] == 0xFF && p[3] == 0x51;
+}
+
+// Which fragments (1-based item indices, [first, last]) hold a frame: PS3.5 A.4. Uses the
+// Basic Offset Table when it has one entry per frame, else one fragment per frame, else a
+// single frame in all fragments, else JPEG 2000 start-of-codestream markers.
+ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, uint32_t frames,
+                          unsigned long *first, unsigned long *last, ms_err *err) {
+    unsigned long items = seq->card();
+    if (items < 2) return ms_fail(err, MS_EFORMAT, "%s: encapsulated pixel data have no fragments", d->name);
+    unsigned long nfrag = items - 1;
+    DcmPixelItem *bot = NULL;
+    seq->getItem(bot, 0);
+    Uint32 bot_len = bot != NULL ? bot->getLength() : 0;
+    if (bot != NULL && bot_len >= 4u * (uint64_t)frames && frames > 1) {
+        Uint8 *b = NULL;
+        if (bot->getUint8Array(b).good() && b != NULL) {
+            // Offsets count bytes from the first fragment's item tag (8-byte item headers).
+            uint64_t start = 0, end = UINT64_MAX;
+            const Uint8 *o = b + 4u * frame;
+            start = (uint64_t)o[0] | (uint64_t)o[1] << 8 | (uint64_t)o[2] << 16 |
+                    (uint64_t)o[3] << 24;
+            if (frame + 1 < frames) {
+                o += 4;
+                end = (uint64_t)o[0] | (uint64_t)o[1] << 8 | (uint64_t)o[2] << 16 |
+                      (uint64_t)o[3] << 24;
+            }
+            uint64_t pos = 0;
+            unsigned long f = 0, l = 0;
+            for (unsigned long i = 1; i <= nfrag; i++) {
+                DcmPixelItem *it = NULL;
+                if (seq->getItem(it, i).bad() || it == NULL) break;
+                if (pos >= start && pos < end) {
+                    if (f == 0) f = i;
+                    l = i;
+                }
+                pos += 8u + it->getLength();
+            }
+            if (f != 0) {
+                *first = f;
+                *last = l;
+                return MS_OK;
+            }
+        }
+    }
+    if (nfrag == frames) {
+        *first = *last = frame + 1u;
+        return MS_OK;
+    }
+    if (frames == 1) {
+        *first = 1;
+        *last = nfrag;
+        return MS_OK;
+    }
+    uint32_t seen = 0;
+    for (unsigned long i = 1; i <= nfrag; i++) {
+        DcmPixelItem *it = NULL;
+        if (seq->getItem(it, i).bad() || it == NULL) break;
+        if (!is_soc(it)) continue;
+        if (seen == frame) {
+            unsigned long j = i + 1;
+            for (; j <= nfrag; j++) {
+                DcmPixelItem *nx = NULL;
+                if (seq->getItem(nx, j).bad() || nx == NULL || is_soc(nx)) break;
+            }
+            *first = i;
+            *last = j - 1;
+            return MS_OK;
+        }
+        seen++;
+    }
+    return ms_fail(err, MS_EFORMAT, "%s: cannot find the fragments of frame %u (%lu fragments, %u frames, no usable offset table)",
+                   d->name, frame, nfrag, frames);
+}
+
+ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_t **out,
+                         size_t *out_size, ms_err *err) {
+    DcmElement *px = NULL;
+    if (d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
+        return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
+    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+    DcmPixelSequence *seq = NULL;
+    if (pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).bad() ||
+        seq == NULL)
+        return ms_fail(err, MS_EFORMAT, "%s: pixel data are not encapsulated", d->name);
+    Sint32 nframes = 1;
+    if (d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes).bad() || nframes < 1)
+        nframes = 1;
+    unsigned long first = 0, last = 0;
+    ms_status st = frame_fragments(d, seq, frame, (uint32_t)nframes, &first, &last, err);
+    if (st != MS_OK) return st;
+    size_t total = 0;
+    for (unsigned long i = first; i <= last; i++) {
+        DcmPixelItem *it = NULL;
+        if (seq->getItem(it, i).bad() || it == NULL)
+            return ms_fail(err, MS_EFORMAT, "%s: fragment %lu is missing", d->name, i);
+        if (!ms_add_size(total, it->getLength(), &total) || total > max_bytes)
+            return ms_fail(err, MS_ELIMIT, "%s: frame %u compressed data exceed %llu bytes",
+                           d->name, frame, (unsigned long long)max_bytes);
+    }
+    if (total == 0)
+        return ms_fail(err, MS_EFORMAT, "%s: frame %u has no compressed data", d->name, frame);
+    uint8_t *buf = (uint8_t *)ms_malloc(total);
+    if (buf == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes", d->name, total);
+    size_t pos = 0;
+    for (unsigned long i = first; i <= last; i++) {
+        DcmPixelItem *it = NULL;
+        Uint8 *p = NULL;
+        seq->getItem(it, i);
+        Uint32 n = it->getLength();
+        if (n == 0) continue;
+        if (it->getUint8Array(p).bad() || p == NULL) {
+            ms_free(buf);
+            return ms_fail(err, MS_EFORMAT, "%s: fragment %lu cannot be read", d->name, i);
+        }
+        memcpy(buf + pos, p, n);
+        pos += n;
+    }
+    *out = buf;
+    *out_size = total;
+    return MS_OK;
+}
+
+} // namespace
+
+#define MS_DCMTK_GUARD(name, body)                                                            \
+    try {                                                                                     \
+        body                                                                                  \
+    } catch (const std::bad_alloc &) {                                                        \
+        return ms_fail(err, MS_ENOMEM, "%s: out of memory in DCMTK", name);                   \
+    } catch (...) {                                                                           \
+        return ms_fail(err, MS_EINTERNAL, "%s: DCMTK exception", name);                       \
+    }
+
+extern "C" ms_status ms_dcmtk_open(const uint8_t *data, size_t size, const char *name,
+                                   ms_dcmtk **out, ms_err *err) {
+    MS_DCMTK_GUARD(name, return open_impl(data, size, name, out, err);)
+}
+
+extern "C" ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *err) {
+    MS_DCMTK_GUARD(d->name, {
+        ms_status st = get_attrs_impl(d, out, err);
+        if (st != MS_OK) ms_dcm_attrs_free(out);
+        return st;
+    })
+}
+
+extern "C" void ms_dcm_attrs_free(ms_dcm_attrs *a) {
+    if (a == NULL) return;
+    ms_free(a->modality_lut.data);
+    a->modality_lut.data = NULL;
+    for (int i = 0; i < MS_DCM_MAX_VOI_LUTS; i++) {
+        ms_free(a->voi_lut[i].data);
+        a->voi_lut[i].data = NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        ms_free(a->palette[i].data);
+        a->palette[i].data = NULL;
+    }
+}
+
+extern "C" ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, void *buf,
+                                           size_t buf_size, char color_model[17],
+                                           uint16_t *planar_configuration, ms_err *err) {
+    MS_DCMTK_GUARD(d->name, return decode_frame_impl(d, frame, buf, buf_size, color_model,
+                                                     planar_configuration, err);)
+}
+
+extern "C" ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes,
+                                              uint8_t **out, size_t *out_size, ms_err *err) {
+    MS_DCMTK_GUARD(d->name, return bitstream_impl(d, frame, max_bytes, out, out_size, err);)
+}
+
+extern "C" void ms_dcmtk_close(ms_dcmtk *d) {
+    try {
+        delete d;
+    } catch (...) {
+        // Nothing sensible to report from a destructor; DCMTK does not throw here.
+    }
+}

@@ -1,0 +1,92 @@
+/* C interface to DCMTK's dcmdata (the only C++ in the project, in dicom_dcmtk.cpp).
+ * No C++ types cross this header; every function catches all exceptions. */
+#ifndef MEDSCREEN_DICOM_DCMTK_H
+#define MEDSCREEN_DICOM_DCMTK_H
+
+#include "medscreen/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A lookup table (Modality LUT, VOI LUT, palette channel): PS3.3 C.11.1.1 / C.7.6.3.1.5.
+ * Entries are widened to uint16; first_mapped is signed when the pixel data are. */
+typedef struct ms_dcm_lut {
+    uint32_t entries;      /* number of entries (descriptor 0 means 65536) */
+    int32_t first_mapped;  /* the stored/modality value mapped to data[0] */
+    uint16_t bits;         /* bits per entry, 8..16 */
+    uint16_t *data;        /* entries values, ms_malloc'd; NULL when absent */
+} ms_dcm_lut;
+
+#define MS_DCM_MAX_WINDOWS 16
+#define MS_DCM_MAX_VOI_LUTS 8
+
+/* The attributes the pixel pipeline needs, copied out of the data set. */
+typedef struct ms_dcm_attrs {
+    char transfer_syntax[65];
+    bool encapsulated;          /* pixel data are in fragments */
+    bool has_pixel_data;        /* (7FE0,0010) present */
+    bool has_float_pixel_data;  /* (7FE0,0008) or (7FE0,0009) present */
+    uint32_t pixel_data_length; /* of native pixel data; 0 if encapsulated */
+    uint16_t rows, columns;
+    uint16_t bits_allocated, bits_stored, high_bit;
+    uint16_t pixel_representation;
+    uint16_t samples_per_pixel;
+    uint16_t planar_configuration;
+    bool has_bits_allocated, has_bits_stored, has_high_bit, has_samples_per_pixel;
+    uint32_t frames;            /* Number of Frames, 1 when absent */
+    char photometric[17];
+    /* Modality LUT (PS3.3 C.11.1) */
+    bool has_rescale;
+    double rescale_slope, rescale_intercept;
+    ms_dcm_lut modality_lut;
+    /* VOI (PS3.3 C.11.2) */
+    uint32_t n_windows;
+    double window_center[MS_DCM_MAX_WINDOWS], window_width[MS_DCM_MAX_WINDOWS];
+    char voi_lut_function[17];
+    uint32_t n_voi_luts;
+    ms_dcm_lut voi_lut[MS_DCM_MAX_VOI_LUTS];
+    char presentation_lut_shape[17];
+    /* Palette colour (PS3.3 C.7.6.3.1.5), index 0 red, 1 green, 2 blue */
+    ms_dcm_lut palette[3];
+    bool has_segmented_palette;
+    /* Geometry and identity */
+    bool has_pixel_spacing, has_imager_pixel_spacing;
+    double pixel_spacing[2], imager_pixel_spacing[2]; /* row spacing, column spacing (mm) */
+    char modality[17], body_part[65], view_position[17];
+    char study_uid[65], series_uid[65], sop_uid[65], sop_class_uid[65];
+    char problems[256];         /* non-fatal oddities noticed while reading, for logs */
+} ms_dcm_attrs;
+
+typedef struct ms_dcmtk ms_dcmtk; /* opaque parsed data set */
+
+/* Parses a DICOM Part 10 file or bare data set held in memory (borrowed for the call).
+ * Errors: MS_EFORMAT (parse failure, with DCMTK's reason), MS_ENOMEM, MS_EINTERNAL. */
+ms_status ms_dcmtk_open(const uint8_t *data, size_t size, const char *name, ms_dcmtk **out,
+                        ms_err *err);
+/* Copies the attributes out. Release with ms_dcm_attrs_free. Errors: MS_EFORMAT, MS_ENOMEM. */
+ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *err);
+void ms_dcm_attrs_free(ms_dcm_attrs *a);
+
+/* Decodes frame (0-based) of native, deflated, JPEG, JPEG-LS or RLE pixel data into buf
+ * (buf_size must hold one frame: rows*cols*spp*bits_allocated/8, rounded up to even).
+ * Samples come out in host byte order. color_model receives the photometric interpretation
+ * of the decoded samples (a JPEG decoder may have converted YBR to RGB) and
+ * *planar_configuration the layout of the decoded samples.
+ * Errors: MS_EFORMAT, MS_EUNSUPPORTED (no codec for the transfer syntax), MS_ENOMEM. */
+ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, void *buf, size_t buf_size,
+                                char color_model[17], uint16_t *planar_configuration,
+                                ms_err *err);
+
+/* For codecs DCMTK lacks (JPEG 2000, HTJ2K): the compressed bytes of one frame, i.e. its
+ * fragments concatenated. *out is ms_malloc'd and belongs to the caller.
+ * Errors: MS_EFORMAT (no such frame, empty fragments), MS_ELIMIT, MS_ENOMEM. */
+ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes,
+                                   uint8_t **out, size_t *out_size, ms_err *err);
+
+void ms_dcmtk_close(ms_dcmtk *d); /* NULL is a no-op */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
