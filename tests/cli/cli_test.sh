@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# End-to-end tests of the medscreen binary. One ctest test per case:
+#   cli_test.sh CASE MEDSCREEN GEN_FIXTURES WORKDIR SOURCE_DIR
+# Exit 0 pass, 1 fail, 77 skipped (a decoder that has not landed yet, or no python3).
+set -uo pipefail
+
+CASE=$1 MS=$2 GEN=$3 WORK=$4 SRC=$5
+PYDICOM_FILES=${MS_PYDICOM_FILES:-/usr/lib/python3/dist-packages/pydicom/data/test_files}
+PY=""
+for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null 2>&1; then PY=$p; break; fi
+done
+
+D="$WORK/$CASE"
+rm -rf "$D"
+mkdir -p "$D"
+cd "$D" || exit 1
+FX="$D/fx"
+
+fail() {
+    echo "FAIL [$CASE]: $*" >&2
+    for f in out err; do
+        if [ -s "$D/$f" ]; then
+            echo "---- $f" >&2
+            head -c 4000 "$D/$f" >&2
+        fi
+    done
+    exit 1
+}
+skip() {
+    echo "SKIP [$CASE]: $*"
+    exit 77
+}
+
+# run ARGS...: runs medscreen with stdout in $D/out, stderr in $D/err, status in $RC.
+RC=0
+run() {
+    "$MS" "$@" >"$D/out" 2>"$D/err"
+    RC=$?
+    if [ "$RC" -ge 128 ]; then fail "medscreen $* died with signal $((RC - 128))"; fi
+}
+expect_rc() { [ "$RC" -eq "$1" ] || fail "expected exit $1, got $RC"; }
+out_has() { grep -qF -- "$1" "$D/out" || fail "stdout lacks '$1'"; }
+err_has() { grep -qF -- "$1" "$D/err" || fail "stderr lacks '$1'"; }
+out_empty() { [ ! -s "$D/out" ] || fail "stdout should be empty"; }
+err_empty() { [ ! -s "$D/err" ] || fail "stderr should be empty"; }
+# Every stderr line is a diagnostic with the documented prefix (usage hints excepted).
+err_prefixed() {
+    if grep -v -e '^medscreen: ' -e "^Try 'medscreen --help'" "$D/err" | grep -q .; then
+        fail "stderr has lines without the 'medscreen: ' prefix"
+    fi
+}
+
+need_python() { [ -n "$PY" ] || skip "python3 is needed to validate JSON"; }
+
+# Skips the case while a decoder is still the placeholder ("... decoding is not built yet").
+need_decoder() {
+    local file=$1
+    "$MS" info "$file" >/dev/null 2>"$D/probe"
+    if grep -q "not built yet" "$D/probe"; then skip "$(head -n1 "$D/probe")"; fi
+}
+
+# pycheck CODE: runs CODE with `recs` = the parsed JSON lines of $D/out and `ok`/`errs` =
+# the records with status ok / error; common schema checks first.
+pycheck() {
+    need_python
+    "$PY" - "$D/out" "$1" <<'PY' || fail "JSON check failed (see above)"
+import json, sys
+path, code = sys.argv[1], sys.argv[2]
+with open(path, "rb") as f:
+    raw = f.read()
+raw.decode("utf-8")  # every byte written must be valid UTF-8
+lines = raw.split(b"\n")
+assert lines[-1] == b"", "output does not end with a newline"
+recs = [json.loads(l) for l in lines[:-1]]
+
+def sorted_keys(o, where):
+    if isinstance(o, dict):
+        k = list(o.keys())
+        assert k == sorted(k), "keys not sorted in %s: %s" % (where, k)
+        for kk, v in o.items():
+            sorted_keys(v, where + "." + kk)
+
+OK_KEYS = {"schema_version", "path", "status", "format", "frame", "frame_count", "width",
+           "height", "channels", "transfer_syntax", "photometric", "color_conversion",
+           "bits_allocated", "bits_stored", "high_bit", "signed", "samples_per_pixel",
+           "planar_configuration", "interlaced", "modality_lut", "voi", "inversion",
+           "pixel_spacing", "modality", "body_part", "view_position", "study_uid",
+           "series_uid", "sop_uid", "sop_class_uid", "stats"}
+CODES = {"invalid_argument", "out_of_memory", "io", "format", "limit", "overflow",
+         "unsupported", "internal", "not_image", "no_pixel_data"}
+for i, r in enumerate(recs):
+    sorted_keys(r, "record %d" % i)
+    assert r["schema_version"] == 1, r
+    assert isinstance(r["path"], str), r
+    assert r["status"] in ("ok", "error"), r
+    if r["status"] == "ok":
+        assert set(r) == OK_KEYS, "keys differ: %s" % (set(r) ^ OK_KEYS)
+        assert set(r["modality_lut"]) == {"kind", "slope", "intercept"}, r
+        assert set(r["voi"]) == {"kind", "function", "center", "width", "index"}, r
+        assert set(r["pixel_spacing"]) == {"source", "row_mm", "col_mm"}, r
+        assert set(r["stats"]) == {"min", "mean", "max"}, r
+        s = r["stats"]
+        assert 0 <= s["min"] <= s["mean"] <= s["max"] <= 1, s
+        assert r["width"] > 0 and r["height"] > 0 and r["channels"] in (1, 3), r
+        assert 0 <= r["frame"] < r["frame_count"], r
+    else:
+        assert set(r["error"]) == {"code", "message"}, r
+        assert r["error"]["code"] in CODES, r
+        assert r["error"]["message"], r
+ok = [r for r in recs if r["status"] == "ok"]
+errs = [r for r in recs if r["status"] == "error"]
+exec(code)
+PY
+}
+
+mkdir -p "$FX"
+"$GEN" "$FX" || fail "cannot generate fixtures"
+VERSION=$(sed -n 's/^#define MS_VERSION_STRING "\(.*\)"/\1/p' "$SRC/include/medscreen/medscreen.h")
+
+case "$CASE" in
+help)
+    for args in "--help" "-h" "help"; do
+        run $args
+        expect_rc 0
+        out_has "Usage: medscreen"
+        out_has "Exit status"
+        out_has "--fail-on-finding"
+        err_empty
+    done
+    run info --help
+    expect_rc 0
+    out_has "Usage: medscreen info"
+    out_has "--json"
+    out_has "--max-file-bytes"
+    err_empty
+    run help info
+    expect_rc 0
+    out_has "Usage: medscreen info"
+    ;;
+version)
+    [ -n "$VERSION" ] || fail "cannot read MS_VERSION_STRING"
+    run --version
+    expect_rc 0
+    [ "$(cat "$D/out")" = "medscreen $VERSION" ] || fail "version output '$(cat "$D/out")'"
+    err_empty
+    ;;
+usage)
+    # Each of these is a usage error: exit 2, nothing on stdout, a prefixed message on stderr.
+    bad=(
+        "--bogus" "frobnicate" "" "info" "info --bogus $FX/gray8.png" "-x info"
+        "info --frame" "info --frame abc $FX/gray8.png" "info --frame -1 $FX/gray8.png"
+        "info --frame 4294967296 $FX/gray8.png" "info --frame 1 --all-frames $FX/gray8.png"
+        "info --window 40 $FX/gray8.png" "info --window 40,0 $FX/gray8.png"
+        "info --window 40,-5 $FX/gray8.png" "info --window nan,10 $FX/gray8.png"
+        "info --window 1,2,3 $FX/gray8.png" "info --window ,10 $FX/gray8.png"
+        "info --max-pixels 0 $FX/gray8.png" "info --max-pixels -5 $FX/gray8.png"
+        "info --max-pixels 12abc $FX/gray8.png" "info --max-file-bytes 1e3 $FX/gray8.png"
+        "info --max-file-bytes 99999999999999999999999 $FX/gray8.png"
+        "info --voi-index -1 $FX/gray8.png" "info --json=yes $FX/gray8.png" "help nosuchcommand"
+    )
+    for args in "${bad[@]}"; do
+        # shellcheck disable=SC2086
+        run $args
+        [ "$RC" -eq 2 ] || fail "'medscreen $args': expected exit 2, got $RC"
+        out_empty
+        grep -q '^medscreen: ' "$D/err" || [ -z "$args" ] || fail "'$args': no 'medscreen:' message"
+        err_prefixed
+    done
+    run info --frame=abc "$FX/gray8.png"
+    expect_rc 2
+    err_has "abc"
+    # Valid forms are accepted (the input itself may fail: exit 3, never 2).
+    for args in "-v info $FX/notimage.txt" "info -v --verbose $FX/notimage.txt" \
+        "info --window=-600,1500.5 --voi-index=2 --max-pixels=10 $FX/notimage.txt" \
+        "info --max-file-bytes 1000000 --rgb --frame 0 $FX/notimage.txt" \
+        "info $FX/notimage.txt --all-frames"; do
+        # shellcheck disable=SC2086
+        run $args
+        [ "$RC" -eq 3 ] || fail "'medscreen $args': expected exit 3, got $RC"
+    done
+    ;;
+png_jpeg)
+    need_decoder "$FX/gray8.png"
+    need_decoder "$FX/gray.jpg"
+    run info "$FX/gray8.png" "$FX/rgb.jpg"
+    expect_rc 0
+    err_empty
+    out_has "$FX/gray8.png"
+    out_has "$FX/rgb.jpg"
+    out_has "png"
+    out_has "jpeg"
+    out_has "16x16 x 1 channel"
+    out_has "pixels min/mean/max"
+    all=("$FX"/*.png "$FX"/*.jpg)
+    good=()
+    for f in "${all[@]}"; do case "$f" in */truncated.*) ;; *) good+=("$f") ;; esac; done
+    run info --json "${good[@]}"
+    expect_rc 0
+    err_empty
+    pycheck '
+assert len(recs) == '${#good[@]}' and not errs, recs
+for r in recs:
+    assert (r["width"], r["height"], r["channels"]) == (16, 16, 1), r
+    assert r["frame"] == 0 and r["frame_count"] == 1, r
+    assert r["format"] == ("png" if r["path"].endswith(".png") else "jpeg"), r
+'
+    run info --json --rgb "$FX/rgb8.png" "$FX/gray.jpg"
+    expect_rc 0
+    pycheck '
+assert [r["channels"] for r in recs] == [3, 3], recs
+'
+    ;;
+batch_errors)
+    need_decoder "$FX/gray8.png"
+    need_decoder "$FX/gray.jpg"
+    run info "$FX/gray8.png" "$FX/notimage.txt" "$FX/empty.bin" "$FX/truncated.png" \
+        "$FX/missing.png" "$FX/rgb.jpg"
+    expect_rc 3
+    out_has "$FX/gray8.png"
+    out_has "$FX/rgb.jpg"
+    grep -qF "$FX/notimage.txt" "$D/out" && fail "a failed input appears in the table"
+    err_prefixed
+    for bad in notimage.txt empty.bin truncated.png missing.png; do
+        n=$(grep -cF "$FX/$bad" "$D/err")
+        [ "$n" -eq 1 ] || fail "expected one stderr line naming $bad, got $n"
+        line=$(grep -F "$FX/$bad" "$D/err")
+        case "$line" in "medscreen: $FX/$bad: "*) ;; *) fail "bad diagnostic '$line'" ;; esac
+        # The path is named once, not twice.
+        rest=${line#"medscreen: $FX/$bad: "}
+        case "$rest" in *"$FX/$bad"*) fail "path repeated in '$line'" ;; esac
+    done
+    [ "$(wc -l <"$D/err")" -eq 4 ] || fail "expected 4 diagnostics"
+    ;;
+json)
+    need_decoder "$FX/gray8.png"
+    need_decoder "$FX/gray.jpg"
+    run info --json "$FX/gray8.png" "$FX/notimage.txt" "$FX/empty.bin" "$FX/truncated.png" \
+        "$FX/missing.png" "$FX/gray.jpg" "$FX/truncated.jpg"
+    [ "$RC" -eq 3 ] || fail "expected exit 3, got $RC"
+    err_prefixed
+    pycheck '
+fx = "'"$FX"'"
+names = [r["path"][len(fx) + 1:] for r in recs]
+assert names == ["gray8.png", "notimage.txt", "empty.bin", "truncated.png", "missing.png",
+                 "gray.jpg", "truncated.jpg"], names
+st = {n: r for n, r in zip(names, recs)}
+assert st["gray8.png"]["status"] == "ok" and st["gray.jpg"]["status"] == "ok"
+assert st["notimage.txt"]["error"]["code"] == "not_image", st["notimage.txt"]
+assert st["empty.bin"]["error"]["code"] == "not_image", st["empty.bin"]
+assert st["missing.png"]["error"]["code"] == "io", st["missing.png"]
+for n in ("truncated.png", "truncated.jpg"):
+    assert st[n]["status"] == "error", st[n]
+    assert st[n]["format"] in ("png", "jpeg"), st[n]
+    assert st[n]["error"]["code"] in ("format", "io"), st[n]
+g = st["gray8.png"]
+assert g["format"] == "png" and g["photometric"] == "MONOCHROME2", g
+assert g["bits_allocated"] == 8 and g["samples_per_pixel"] == 1, g
+assert g["stats"]["max"] == 1, g["stats"]
+'
+    # Same decode twice gives byte-identical output (deterministic).
+    cp "$D/out" "$D/out1"
+    run info --json "$FX/gray8.png" "$FX/notimage.txt" "$FX/empty.bin" "$FX/truncated.png" \
+        "$FX/missing.png" "$FX/gray.jpg" "$FX/truncated.jpg"
+    cmp -s "$D/out" "$D/out1" || fail "JSON output differs between two runs"
+    ;;
+odd_names)
+    need_decoder "$FX/gray8.png"
+    mkdir -p "$D/odd"
+    names=("with space.png" $'new\nline.png' $'\xff\xfe bytes.png' "-dash.png" "--json"
+        $'tab\there.png' 'quote"back\slash.png' $'esc\e[31mred.png')
+    files=()
+    for n in "${names[@]}"; do
+        cp "$FX/gray8.png" "$D/odd/$n" || fail "cannot create '$n'"
+        files+=("odd/$n")
+    done
+    cp "$FX/gray8.png" "$D/-lead.png"
+    cp "$FX/gray8.png" "$D/--json"
+    run info --json -- "${files[@]}" "-lead.png" "--json"
+    expect_rc 0
+    err_empty
+    pycheck '
+paths = [r["path"] for r in recs]
+want = ["odd/with space.png", "odd/new\nline.png", "odd/\ufffd\ufffd bytes.png", "odd/-dash.png",
+        "odd/--json", "odd/tab\there.png", "odd/quote\"back\\slash.png", "odd/esc\x1b[31mred.png",
+        "-lead.png", "--json"]
+assert paths == want, paths
+assert all(r["status"] == "ok" for r in recs)
+'
+    # Table output: one block per file, and the control characters are escaped.
+    run info -- "${files[@]}" "-lead.png"
+    expect_rc 0
+    out_has 'odd/new\nline.png'
+    out_has 'odd/\xff\xfe bytes.png'
+    out_has 'odd/esc\x1b[31mred.png'
+    grep -q $'\e' "$D/out" && fail "raw ESC reached stdout"
+    # A missing odd name: one escaped diagnostic line.
+    run info -- $'odd/no\nsuch\e.png'
+    expect_rc 3
+    [ "$(wc -l <"$D/err")" -eq 1 ] || fail "diagnostic spans several lines"
+    err_has 'medscreen: odd/no\nsuch\x1b.png: '
+    # Without --, a leading dash is an option.
+    run info "-lead.png"
+    expect_rc 2
+    ;;
+directory)
+    mkdir -p "$D/adir"
+    run info "$D/adir"
+    expect_rc 3
+    err_has "medscreen: $D/adir: "
+    run info --json "$D/adir" "$FX/notimage.txt" "$D/adir"
+    expect_rc 3
+    pycheck '
+assert len(recs) == 3 and not ok, recs
+assert recs[0]["error"]["code"] == "io", recs[0]
+'
+    ;;
+limits)
+    run info --json --max-file-bytes 10 "$FX/gray8.png"
+    expect_rc 3
+    err_has "medscreen: $FX/gray8.png: "
+    pycheck '
+assert recs[0]["error"]["code"] == "limit", recs
+'
+    need_decoder "$FX/gray8.png"
+    run info --json --max-pixels 255 "$FX/gray8.png"
+    expect_rc 3
+    pycheck '
+assert recs[0]["error"]["code"] == "limit", recs
+'
+    run info --json --max-pixels 256 --max-file-bytes 100000 "$FX/gray8.png"
+    expect_rc 0
+    ;;
+frames)
+    run info --json --frame 1 "$FX/notimage.txt"
+    expect_rc 3
+    need_decoder "$FX/gray8.png"
+    need_decoder "$FX/gray.jpg"
+    run info --json --frame 1 "$FX/gray8.png"
+    expect_rc 3
+    pycheck '
+assert recs[0]["error"]["code"] == "invalid_argument", recs
+assert recs[0]["format"] == "png", recs
+'
+    run info --json --all-frames "$FX/gray8.png" "$FX/gray.jpg"
+    expect_rc 0
+    pycheck '
+assert [r["frame"] for r in recs] == [0, 0], recs
+'
+    ;;
+dicom)
+    CT="$PYDICOM_FILES/CT_small.dcm" MR="$PYDICOM_FILES/MR_small.dcm"
+    [ -r "$CT" ] && [ -r "$MR" ] || skip "pydicom test files not installed ($PYDICOM_FILES)"
+    need_decoder "$CT"
+    run info "$CT" "$MR"
+    expect_rc 0
+    out_has "dicom"
+    out_has "1.2.840.10008.1.2.1"
+    out_has "128x128 x 1 channel"
+    run info --json "$CT" "$MR"
+    expect_rc 0
+    pycheck '
+ct, mr = recs
+assert ct["format"] == "dicom" and ct["transfer_syntax"] == "1.2.840.10008.1.2.1", ct
+assert (ct["width"], ct["height"], ct["channels"]) == (128, 128, 1), ct
+assert ct["modality"] == "CT" and ct["photometric"] == "MONOCHROME2", ct
+assert (ct["bits_allocated"], ct["bits_stored"], ct["high_bit"]) == (16, 16, 15), ct
+assert ct["signed"] is True, ct
+assert ct["modality_lut"] == {"kind": "rescale", "slope": 1, "intercept": -1024}, ct
+assert ct["pixel_spacing"]["source"] == "pixel_spacing", ct
+assert abs(ct["pixel_spacing"]["row_mm"] - 0.661468) < 1e-5, ct
+assert ct["sop_uid"] and ct["study_uid"] and ct["series_uid"], ct
+assert (mr["width"], mr["height"], mr["modality"]) == (64, 64, "MR"), mr
+assert mr["voi"]["kind"] == "window", mr
+assert (mr["voi"]["center"], mr["voi"]["width"]) == (600, 1600), mr
+'
+    run info --json --window=40,400 --rgb "$CT"
+    expect_rc 0
+    pycheck '
+r = recs[0]
+assert r["voi"]["kind"] == "user_window" and r["voi"]["center"] == 40, r
+assert r["voi"]["width"] == 400 and r["channels"] == 3, r
+'
+    RT="$PYDICOM_FILES/rtplan.dcm" RLE2="$PYDICOM_FILES/SC_rgb_rle_2frame.dcm"
+    if [ -r "$RT" ] && [ -r "$RLE2" ]; then
+        run info --json --all-frames "$RLE2" "$RT"
+        expect_rc 3
+        pycheck '
+assert [(r["status"], r.get("frame")) for r in recs] == [("ok", 0), ("ok", 1), ("error", None)], recs
+assert recs[0]["frame_count"] == 2 and recs[0]["width"] == 100, recs[0]
+assert recs[2]["error"]["code"] == "no_pixel_data", recs[2]
+'
+        run info --json --frame 1 "$RLE2"
+        expect_rc 0
+        pycheck 'assert recs[0]["frame"] == 1, recs'
+    fi
+    ;;
+fatal_output)
+    [ -w /dev/full ] || skip "no /dev/full"
+    "$MS" info --json "$FX/notimage.txt" >/dev/full 2>"$D/err"
+    RC=$?
+    expect_rc 4
+    err_has "medscreen: "
+    "$MS" --version >/dev/full 2>"$D/err"
+    RC=$?
+    expect_rc 4
+    ;;
+*)
+    fail "unknown case '$CASE'"
+    ;;
+esac
+echo "PASS [$CASE]"
+exit 0
