@@ -268,7 +268,8 @@ void ms_dicom_close(ms_dicom *d) {
 /* Decodes one frame's samples into raw (frame_bytes, host order). For JPEG 2000 the
  * samples come out as planes and *color_model says what OpenJPEG produced. */
 static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t raw_size,
-                                char color_model[17], uint16_t *planar, ms_err *err) {
+                                char color_model[17], uint16_t *planar,
+                                uint16_t *j2k_precision, ms_err *err) {
     ms_dcm_attrs *a = &d->attrs;
     if (d->ts->codec != TS_J2K) {
         if (!a->encapsulated) {
@@ -278,7 +279,8 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
                                "%s: pixel data have %u bytes, frame %u needs %llu (truncated?)",
                                d->name, a->pixel_data_length, frame, (unsigned long long)need);
         }
-        return ms_dcmtk_decode_frame(d->dcmtk, frame, raw, raw_size, color_model, planar, err);
+        return ms_dcmtk_decode_frame(d->dcmtk, frame, d->frame_bytes, raw, raw_size, color_model,
+                                     planar, err);
     }
     uint8_t *bits = NULL;
     size_t nbits = 0;
@@ -293,6 +295,7 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
     if (info.is_signed != (a->pixel_representation == 1))
         ms_log(MS_LOG_INFO, "%s: JPEG 2000 signedness differs from Pixel Representation %u; "
                "the header wins", d->name, (unsigned)a->pixel_representation);
+    *j2k_precision = (uint16_t)info.precision;
     /* OpenJPEG undoes the multiple-component transform, so YBR_ICT/RCT arrive as RGB. */
     const char *pi = a->photometric;
     if (strcmp(pi, "YBR_ICT") == 0 || strcmp(pi, "YBR_RCT") == 0) pi = "RGB";
@@ -301,8 +304,9 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
     return MS_OK;
 }
 
-static ms_status resolve_voi(const ms_dicom *d, const ms_decode_opts *opts, ms_mono_params *p,
-                             ms_provenance *prov, ms_err *err) {
+static ms_status resolve_voi(const ms_dicom *d, const ms_dcm_frame_values *fv,
+                             const ms_decode_opts *opts, ms_mono_params *p, ms_provenance *prov,
+                             ms_err *err) {
     const ms_dcm_attrs *a = &d->attrs;
     if (opts->user_window) {
         p->voi = MS_VOI_USER_WINDOW;
@@ -312,21 +316,25 @@ static ms_status resolve_voi(const ms_dicom *d, const ms_decode_opts *opts, ms_m
         return MS_OK;
     }
     uint32_t k = opts->voi_index;
-    if (k > 0 && k >= a->n_windows && k >= a->n_voi_luts)
+    if (k > 0 && k >= fv->n_windows && k >= a->n_voi_luts)
         return ms_fail(err, MS_EINVAL, "%s: VOI index %u requested; the file has %u window(s) and %u VOI LUT(s)",
-                       d->name, k, a->n_windows, a->n_voi_luts);
-    if (k < a->n_windows) {
+                       d->name, k, fv->n_windows, a->n_voi_luts);
+    if (k < fv->n_windows) {
         ms_voi_function fn = MS_VOI_FN_LINEAR;
-        if (strcmp(a->voi_lut_function, "LINEAR_EXACT") == 0) fn = MS_VOI_FN_LINEAR_EXACT;
-        else if (strcmp(a->voi_lut_function, "SIGMOID") == 0) fn = MS_VOI_FN_SIGMOID;
-        else if (a->voi_lut_function[0] && strcmp(a->voi_lut_function, "LINEAR") != 0)
+        if (strcmp(fv->voi_lut_function, "LINEAR_EXACT") == 0) fn = MS_VOI_FN_LINEAR_EXACT;
+        else if (strcmp(fv->voi_lut_function, "SIGMOID") == 0) fn = MS_VOI_FN_SIGMOID;
+        else if (fv->voi_lut_function[0] && strcmp(fv->voi_lut_function, "LINEAR") != 0)
             ms_log(MS_LOG_WARN, "%s: unknown VOI LUT Function %s; using LINEAR", d->name,
-                   a->voi_lut_function);
-        double w = a->window_width[k];
-        if (fn == MS_VOI_FN_LINEAR ? w >= 1.0 : w > 0.0) {
+                   fv->voi_lut_function);
+        double w = fv->window_width[k];
+        /* PS3.3 C.11.2.1.2 wants LINEAR widths >= 1, but objects with tiny rescale slopes
+         * (RT images, PET) carry narrower ones that viewers honour; LINEAR_EXACT is the
+         * continuous form of LINEAR and is well defined there. */
+        if (fn == MS_VOI_FN_LINEAR && w > 0.0 && w < 1.0) fn = MS_VOI_FN_LINEAR_EXACT;
+        if (w > 0.0) {
             p->voi = MS_VOI_WINDOW;
             p->voi_function = fn;
-            p->center = a->window_center[k];
+            p->center = fv->window_center[k];
             p->width = w;
             prov->voi_index = k;
             return MS_OK;
@@ -381,7 +389,8 @@ static void fill_provenance(const ms_dicom *d, uint32_t frame, ms_provenance *p)
     ms_str_copy(p->sop_class_uid, sizeof p->sop_class_uid, a->sop_class_uid);
 }
 
-static ms_status mono_frame(ms_dicom *d, const ms_decode_opts *opts, const void *raw,
+static ms_status mono_frame(ms_dicom *d, const ms_dcm_frame_values *fv,
+                            const ms_decode_opts *opts, const void *raw,
                             const ms_sample_layout *layout, ms_image *img, ms_err *err) {
     const ms_dcm_attrs *a = &d->attrs;
     ms_provenance *prov = &img->prov;
@@ -392,12 +401,12 @@ static ms_status mono_frame(ms_dicom *d, const ms_decode_opts *opts, const void 
     if (a->modality_lut.data != NULL) {
         p.modality = MS_MODLUT_SEQUENCE;
         p.modality_lut = &a->modality_lut;
-    } else if (a->has_rescale) {
+    } else if (fv->has_rescale) {
         p.modality = MS_MODLUT_RESCALE;
-        p.slope = a->rescale_slope;
-        p.intercept = a->rescale_intercept;
+        p.slope = fv->rescale_slope;
+        p.intercept = fv->rescale_intercept;
     }
-    ms_status st = resolve_voi(d, opts, &p, prov, err);
+    ms_status st = resolve_voi(d, fv, opts, &p, prov, err);
     if (st != MS_OK) return st;
     /* Presentation, PS3.3 C.7.6.3.1.2 and C.11.6: MONOCHROME1 displays its minimum as white;
      * Presentation LUT Shape INVERSE inverts MONOCHROME2. For MONOCHROME1 an INVERSE shape
@@ -443,8 +452,8 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
         goto fail;
     }
     char model[17] = "";
-    uint16_t planar = 0;
-    st = decode_samples(d, opts->frame, raw, raw_size, model, &planar, err);
+    uint16_t planar = 0, j2k_precision = 0;
+    st = decode_samples(d, opts->frame, raw, raw_size, model, &planar, &j2k_precision, err);
     if (st != MS_OK) goto fail;
     if (model[0] == '\0') ms_str_copy(model, sizeof model, a->photometric);
 
@@ -456,11 +465,24 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
     ms_sample_layout layout = {a->bits_allocated, a->bits_stored, a->high_bit,
                                a->pixel_representation == 1};
     if (d->ts->codec == TS_J2K) {
-        /* OpenJPEG gives integers; they are the stored values, right-aligned. */
+        /* OpenJPEG gives integers; they are the stored values, right-aligned. When the
+         * codestream is more precise than Bits Stored claims, masking would wrap the
+         * brightest pixels to black: the codestream wins, as in GDCM and pydicom. */
+        if (j2k_precision > layout.bits_stored && j2k_precision <= layout.bits_allocated) {
+            ms_log(MS_LOG_INFO, "%s: JPEG 2000 precision %u exceeds Bits Stored %u; using %u",
+                   d->name, (unsigned)j2k_precision, (unsigned)layout.bits_stored,
+                   (unsigned)j2k_precision);
+            layout.bits_stored = j2k_precision;
+        }
         layout.high_bit = (uint16_t)(layout.bits_stored - 1u);
     }
     if (mono) {
-        st = mono_frame(d, opts, raw, &layout, img, err);
+        ms_dcm_frame_values fv = a->fv;
+        if (opts->frame != 0) {
+            st = ms_dcmtk_get_frame_values(d->dcmtk, opts->frame, &fv, err);
+            if (st != MS_OK) goto fail;
+        }
+        st = mono_frame(d, &fv, opts, raw, &layout, img, err);
         if (st != MS_OK) goto fail;
     } else {
         if (a->samples_per_pixel == 3 && strcmp(model, "PALETTE COLOR") == 0) {

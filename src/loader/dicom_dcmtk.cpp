@@ -85,6 +85,11 @@ ms_status read_lut(DcmItem *item, const DcmTagKey &desc_tag, const DcmTagKey &da
                    bool signed_first, const char *what, ms_dcm_lut *lut, const char *name,
                    ms_err *err) {
     uint16_t d0, d1, d2;
+    if (!item->tagExistsWithValue(desc_tag) && !item->tagExistsWithValue(data_tag)) {
+        // Type 2 attributes sent empty: the table is absent, not broken.
+        lut->data = NULL;
+        return MS_OK;
+    }
     if (!get_us_or_ss(item, desc_tag, 0, &d0) || !get_us_or_ss(item, desc_tag, 1, &d1) ||
         !get_us_or_ss(item, desc_tag, 2, &d2))
         return ms_fail(err, MS_EFORMAT, "%s: %s descriptor is missing or incomplete", name, what);
@@ -118,14 +123,16 @@ ms_status read_lut(DcmItem *item, const DcmTagKey &desc_tag, const DcmTagKey &da
 
 // Functional groups (enhanced multi-frame objects) carry spacing, rescale and windows in
 // nested sequences (PS3.3 C.7.6.16): look at the top level, then the shared groups, then
-// the first frame's groups.
-DcmItem *find_group(DcmDataset *ds, const DcmTagKey &macro_seq, const DcmTagKey &tag) {
+// the frame's own groups.
+DcmItem *find_group(DcmDataset *ds, const DcmTagKey &macro_seq, const DcmTagKey &tag,
+                    uint32_t frame) {
     if (ds->tagExistsWithValue(tag)) return ds;
     const DcmTagKey groups[2] = {DCM_SharedFunctionalGroupsSequence,
                                  DCM_PerFrameFunctionalGroupsSequence};
     for (int i = 0; i < 2; i++) {
         DcmItem *fg = NULL, *macro = NULL;
-        if (ds->findAndGetSequenceItem(groups[i], fg, 0).good() && fg != NULL &&
+        signed long item = i == 0 ? 0 : (signed long)frame;
+        if (ds->findAndGetSequenceItem(groups[i], fg, item).good() && fg != NULL &&
             fg->findAndGetSequenceItem(macro_seq, macro, 0).good() && macro != NULL &&
             macro->tagExistsWithValue(tag))
             return macro;
@@ -139,6 +146,38 @@ bool get_f64(DcmItem *item, const DcmTagKey &tag, unsigned long pos, double *out
     if (!(v == v) || v > 1e300 || v < -1e300) return false; // NaN or infinite
     *out = v;
     return true;
+}
+
+ms_status frame_values_impl(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_values *fv,
+                            ms_err *err) {
+    DcmDataset *ds = d->dataset;
+    memset(fv, 0, sizeof *fv);
+    DcmItem *rs = find_group(ds, DCM_PixelValueTransformationSequence, DCM_RescaleSlope, frame);
+    if (rs != NULL) {
+        if (!get_f64(rs, DCM_RescaleSlope, 0, &fv->rescale_slope) ||
+            !get_f64(rs, DCM_RescaleIntercept, 0, &fv->rescale_intercept))
+            return ms_fail(err, MS_EFORMAT,
+                           "%s: Rescale Slope/Intercept present but not valid numbers", d->name);
+        if (fv->rescale_slope == 0.0)
+            return ms_fail(err, MS_EFORMAT, "%s: Rescale Slope is 0", d->name);
+        fv->has_rescale = true;
+    }
+    DcmItem *win = find_group(ds, DCM_FrameVOILUTSequence, DCM_WindowCenter, frame);
+    if (win != NULL) {
+        DcmElement *wc = NULL;
+        unsigned long vm = 0;
+        if (win->findAndGetElement(DCM_WindowCenter, wc).good() && wc != NULL) vm = wc->getVM();
+        for (unsigned long i = 0; i < vm && fv->n_windows < MS_DCM_MAX_WINDOWS; i++) {
+            double c, w;
+            if (!get_f64(win, DCM_WindowCenter, i, &c) || !get_f64(win, DCM_WindowWidth, i, &w))
+                break; // a window without a valid width is unusable; keep the earlier ones
+            fv->window_center[fv->n_windows] = c;
+            fv->window_width[fv->n_windows] = w;
+            fv->n_windows++;
+        }
+        copy_string(win, DCM_VOILUTFunction, fv->voi_lut_function, sizeof fv->voi_lut_function);
+    }
+    return MS_OK;
 }
 
 ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
@@ -186,37 +225,13 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     copy_string(ds, DCM_PhotometricInterpretation, a->photometric, sizeof a->photometric);
 
     bool sgn = a->pixel_representation == 1;
-    DcmItem *rs = find_group(ds, DCM_PixelValueTransformationSequence, DCM_RescaleSlope);
-    if (rs != NULL) {
-        if (!get_f64(rs, DCM_RescaleSlope, 0, &a->rescale_slope) ||
-            !get_f64(rs, DCM_RescaleIntercept, 0, &a->rescale_intercept))
-            return ms_fail(err, MS_EFORMAT,
-                           "%s: Rescale Slope/Intercept present but not valid numbers", name);
-        if (a->rescale_slope == 0.0)
-            return ms_fail(err, MS_EFORMAT, "%s: Rescale Slope is 0", name);
-        a->has_rescale = true;
-    }
+    ms_status st = frame_values_impl(d, 0, &a->fv, err);
+    if (st != MS_OK) return st;
     DcmItem *mlut = NULL;
     if (ds->findAndGetSequenceItem(DCM_ModalityLUTSequence, mlut, 0).good() && mlut != NULL) {
-        ms_status st = read_lut(mlut, DCM_LUTDescriptor, DCM_LUTData, sgn, "Modality LUT",
-                                &a->modality_lut, name, err);
+        st = read_lut(mlut, DCM_LUTDescriptor, DCM_LUTData, sgn, "Modality LUT",
+                      &a->modality_lut, name, err);
         if (st != MS_OK) return st;
-    }
-
-    DcmItem *win = find_group(ds, DCM_FrameVOILUTSequence, DCM_WindowCenter);
-    if (win != NULL) {
-        DcmElement *wc = NULL;
-        unsigned long vm = 0;
-        if (win->findAndGetElement(DCM_WindowCenter, wc).good() && wc != NULL) vm = wc->getVM();
-        for (unsigned long i = 0; i < vm && a->n_windows < MS_DCM_MAX_WINDOWS; i++) {
-            double c, w;
-            if (!get_f64(win, DCM_WindowCenter, i, &c) || !get_f64(win, DCM_WindowWidth, i, &w))
-                break; // a window without a valid width is unusable; keep the earlier ones
-            a->window_center[a->n_windows] = c;
-            a->window_width[a->n_windows] = w;
-            a->n_windows++;
-        }
-        copy_string(win, DCM_VOILUTFunction, a->voi_lut_function, sizeof a->voi_lut_function);
     }
     for (uint32_t i = 0; i < MS_DCM_MAX_VOI_LUTS; i++) {
         DcmItem *vi = NULL;
@@ -225,10 +240,10 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
             break;
         // The VOI LUT's first mapped value follows the modality output, which is signed
         // when the stored pixels are signed or a rescale can make them negative.
-        ms_status st = read_lut(vi, DCM_LUTDescriptor, DCM_LUTData, sgn || a->has_rescale,
-                                "VOI LUT", &a->voi_lut[i], name, err);
+        st = read_lut(vi, DCM_LUTDescriptor, DCM_LUTData, sgn || a->fv.has_rescale, "VOI LUT",
+                      &a->voi_lut[a->n_voi_luts], name, err);
         if (st != MS_OK) return st;
-        a->n_voi_luts++;
+        if (a->voi_lut[a->n_voi_luts].data != NULL) a->n_voi_luts++;
     }
     copy_string(ds, DCM_PresentationLUTShape, a->presentation_lut_shape,
                 sizeof a->presentation_lut_shape);
@@ -243,12 +258,14 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
                                           DCM_BluePaletteColorLookupTableData};
         static const char *what[3] = {"red palette", "green palette", "blue palette"};
         for (int i = 0; i < 3; i++) {
-            ms_status st = read_lut(ds, desc[i], data[i], false, what[i], &a->palette[i], name, err);
+            st = read_lut(ds, desc[i], data[i], false, what[i], &a->palette[i], name, err);
             if (st != MS_OK) return st;
+            if (a->palette[i].data == NULL)
+                return ms_fail(err, MS_EFORMAT, "%s: %s lookup table is missing", name, what[i]);
         }
     }
 
-    DcmItem *sp = find_group(ds, DCM_PixelMeasuresSequence, DCM_PixelSpacing);
+    DcmItem *sp = find_group(ds, DCM_PixelMeasuresSequence, DCM_PixelSpacing, 0);
     a->has_pixel_spacing = get_f64(sp, DCM_PixelSpacing, 0, &a->pixel_spacing[0]) &&
                            get_f64(sp, DCM_PixelSpacing, 1, &a->pixel_spacing[1]) &&
                            a->pixel_spacing[0] > 0 && a->pixel_spacing[1] > 0;
@@ -292,8 +309,21 @@ ms_status open_impl(const uint8_t *data, size_t size, const char *name, ms_dcmtk
     return MS_OK;
 }
 
-ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, void *buf, size_t buf_size,
-                            char color_model[17], uint16_t *planar, ms_err *err) {
+// Native 8-bit frames copied straight from the element: DCMTK's frame API refuses native
+// YBR_FULL_422, whose frames hold two samples per pixel.
+ms_status native_bytes_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t frame_bytes,
+                             void *buf, ms_err *err) {
+    Uint8 *bytes = NULL;
+    uint64_t end = ((uint64_t)frame + 1u) * frame_bytes;
+    if (px->getUint8Array(bytes).bad() || bytes == NULL || px->getLength() < end)
+        return ms_fail(err, MS_EFORMAT, "%s: frame %u is beyond the pixel data", d->name, frame);
+    memcpy(buf, bytes + (size_t)frame * frame_bytes, frame_bytes);
+    return MS_OK;
+}
+
+ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, void *buf,
+                            size_t buf_size, char color_model[17], uint16_t *planar,
+                            ms_err *err) {
     DcmElement *px = NULL;
     if (d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
         return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
@@ -301,6 +331,16 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, void *buf, size_t buf_s
         return ms_fail(err, MS_ELIMIT, "%s: frame of %zu bytes is too large for DCMTK", d->name,
                        buf_size);
     DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+    OFString pi;
+    Uint16 bits_allocated = 0;
+    d->dataset->findAndGetOFString(DCM_PhotometricInterpretation, pi);
+    d->dataset->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
+    if (pi == "YBR_FULL_422" && bits_allocated == 8 &&
+        !DcmXfer(d->dataset->getOriginalXfer()).isEncapsulated()) {
+        ms_str_copy(color_model, 17, "YBR_FULL_422");
+        *planar = 0;
+        return native_bytes_frame(d, px, frame, frame_bytes, buf, err);
+    }
     Uint32 start_fragment = 0; // 0: DCMTK finds it from the offset table or by counting
     OFString model;
     OFCondition cond = pd->getUncompressedFrame(d->dataset, frame, start_fragment, buf,
@@ -470,6 +510,11 @@ extern "C" ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *
     })
 }
 
+extern "C" ms_status ms_dcmtk_get_frame_values(ms_dcmtk *d, uint32_t frame,
+                                               ms_dcm_frame_values *out, ms_err *err) {
+    MS_DCMTK_GUARD(d->name, return frame_values_impl(d, frame, out, err);)
+}
+
 extern "C" void ms_dcm_attrs_free(ms_dcm_attrs *a) {
     if (a == NULL) return;
     ms_free(a->modality_lut.data);
@@ -484,11 +529,11 @@ extern "C" void ms_dcm_attrs_free(ms_dcm_attrs *a) {
     }
 }
 
-extern "C" ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, void *buf,
-                                           size_t buf_size, char color_model[17],
+extern "C" ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, size_t frame_bytes,
+                                           void *buf, size_t buf_size, char color_model[17],
                                            uint16_t *planar_configuration, ms_err *err) {
-    MS_DCMTK_GUARD(d->name, return decode_frame_impl(d, frame, buf, buf_size, color_model,
-                                                     planar_configuration, err);)
+    MS_DCMTK_GUARD(d->name, return decode_frame_impl(d, frame, frame_bytes, buf, buf_size,
+                                                     color_model, planar_configuration, err);)
 }
 
 extern "C" ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes,

@@ -21,6 +21,16 @@ typedef struct ms_dcm_lut {
 #define MS_DCM_MAX_WINDOWS 16
 #define MS_DCM_MAX_VOI_LUTS 8
 
+/* Rescale and window, which enhanced multi-frame objects may give per frame in functional
+ * groups (PS3.3 C.7.6.16): top level first, then shared groups, then the frame's groups. */
+typedef struct ms_dcm_frame_values {
+    bool has_rescale;
+    double rescale_slope, rescale_intercept;
+    uint32_t n_windows;
+    double window_center[MS_DCM_MAX_WINDOWS], window_width[MS_DCM_MAX_WINDOWS];
+    char voi_lut_function[17];
+} ms_dcm_frame_values;
+
 /* The attributes the pixel pipeline needs, copied out of the data set. */
 typedef struct ms_dcm_attrs {
     char transfer_syntax[65];
@@ -36,14 +46,8 @@ typedef struct ms_dcm_attrs {
     bool has_bits_allocated, has_bits_stored, has_high_bit, has_samples_per_pixel;
     uint32_t frames;            /* Number of Frames, 1 when absent */
     char photometric[17];
-    /* Modality LUT (PS3.3 C.11.1) */
-    bool has_rescale;
-    double rescale_slope, rescale_intercept;
-    ms_dcm_lut modality_lut;
-    /* VOI (PS3.3 C.11.2) */
-    uint32_t n_windows;
-    double window_center[MS_DCM_MAX_WINDOWS], window_width[MS_DCM_MAX_WINDOWS];
-    char voi_lut_function[17];
+    ms_dcm_frame_values fv;     /* of frame 0; see ms_dcmtk_get_frame_values */
+    ms_dcm_lut modality_lut;    /* Modality LUT Sequence (PS3.3 C.11.1) */
     uint32_t n_voi_luts;
     ms_dcm_lut voi_lut[MS_DCM_MAX_VOI_LUTS];
     char presentation_lut_shape[17];
@@ -67,14 +71,18 @@ ms_status ms_dcmtk_open(const uint8_t *data, size_t size, const char *name, ms_d
 /* Copies the attributes out. Release with ms_dcm_attrs_free. Errors: MS_EFORMAT, MS_ENOMEM. */
 ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *err);
 void ms_dcm_attrs_free(ms_dcm_attrs *a);
+/* Rescale and window for one frame. Errors: MS_EFORMAT. */
+ms_status ms_dcmtk_get_frame_values(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_values *out,
+                                    ms_err *err);
 
 /* Decodes frame (0-based) of native, deflated, JPEG, JPEG-LS or RLE pixel data into buf
- * (buf_size must hold one frame: rows*cols*spp*bits_allocated/8, rounded up to even).
+ * (frame_bytes: the size of one frame as stored natively; buf_size >= frame_bytes, even).
  * Samples come out in host byte order. color_model receives the photometric interpretation
  * of the decoded samples (a JPEG decoder may have converted YBR to RGB) and
  * *planar_configuration the layout of the decoded samples.
  * Errors: MS_EFORMAT, MS_EUNSUPPORTED (no codec for the transfer syntax), MS_ENOMEM. */
-ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, void *buf, size_t buf_size,
+ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, void *buf,
+                                size_t buf_size,
                                 char color_model[17], uint16_t *planar_configuration,
                                 ms_err *err);
 
