@@ -237,6 +237,11 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
 
 ms_status ms_dicom_open(const uint8_t *data, size_t size, const char *name, const ms_limits *lim,
                         ms_dicom **out, ms_err *err) {
+    /* Refuse video and other unsupported encodings by name before parsing them. */
+    char ts[65];
+    size_t off;
+    if (read_meta(data, size, ts, sizeof ts, &off) && ts[0] != '\0' && find_ts(ts) == NULL)
+        return ms_fail(err, MS_EUNSUPPORTED, "%s: transfer syntax %s is not supported", name, ts);
     ms_status st = check_deflate(data, size, name, lim, err);
     if (st != MS_OK) return st;
     ms_dicom *d = ms_calloc(1, sizeof *d);
