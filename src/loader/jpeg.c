@@ -13,7 +13,7 @@
  * libjpeg treats many corruptions as warnings and carries on: a truncated file gets a fake
  * EOI and grey padding, a broken entropy segment gets zeroed coefficients. Those are silent
  * wrong answers, so the warnings that mean pixel data is missing or wrong are errors here
- * (see jpeg_fatal_warning()); the others go to ms_log at debug level.
+ * (see jpgd_fatal_warning()); the others go to ms_log at debug level.
  *
  * libjpeg's own allocations do not pass through ms_malloc (see medscreen.h); its memory is
  * capped with max_memory_to_use, and progressive scans are capped by MS_JPEG_MAX_SCANS. */
@@ -32,18 +32,18 @@
  * per scan (a CPU bomb). Real encoders emit about 10; libjpeg-turbo's own tools suggest 500. */
 #define MS_JPEG_MAX_SCANS 500
 
-typedef struct jpeg_ctx {
+typedef struct jpgd_ctx {
     struct jpeg_error_mgr pub; /* first member: libjpeg hands back &pub as cinfo->err */
     struct jpeg_progress_mgr progress;
     jmp_buf jb;
     const char *name;
-    ms_status st;              /* status for the longjmp path */
+    ms_status st;                   /* status for the longjmp path */
     char msg[JMSG_LENGTH_MAX + 32]; /* message for the longjmp path */
-    ms_image *img;             /* owned here until handed to the caller */
-    uint8_t *row;              /* one decoded scanline */
-} jpeg_ctx;
+    ms_image *img;                  /* owned here until handed to the caller */
+    uint8_t *row;                   /* one decoded scanline */
+} jpgd_ctx;
 
-static ms_status jpeg_classify(int code) {
+static ms_status jpgd_classify(int code) {
     switch (code) {
     case JERR_OUT_OF_MEMORY: return MS_ENOMEM;
     case JERR_BAD_PRECISION:
@@ -58,44 +58,45 @@ static ms_status jpeg_classify(int code) {
     }
 }
 
-static void jpeg_error_exit_cb(j_common_ptr cinfo) {
-    jpeg_ctx *c = (jpeg_ctx *)(void *)cinfo->err;
+static void jpgd_error_exit_cb(j_common_ptr cinfo) {
+    jpgd_ctx *c = (jpgd_ctx *)(void *)cinfo->err;
     char buf[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buf);
-    c->st = jpeg_classify(cinfo->err->msg_code);
+    c->st = jpgd_classify(cinfo->err->msg_code);
     if (c->st == MS_ELIMIT && cinfo->err->msg_code == JERR_NO_BACKING_STORE)
-        snprintf(c->msg, sizeof c->msg, "JPEG decoder memory limit exceeded");
+        snprintf(c->msg, sizeof c->msg,
+                 "JPEG needs more than %ld bytes of decoder memory (2 x max_decoded_bytes)",
+                 cinfo->mem != NULL ? cinfo->mem->max_memory_to_use : 0L);
     else
         snprintf(c->msg, sizeof c->msg, "JPEG error: %s", buf);
     longjmp(c->jb, 1);
 }
 
-static void jpeg_output_message_cb(j_common_ptr cinfo) {
-    jpeg_ctx *c = (jpeg_ctx *)(void *)cinfo->err;
+static void jpgd_output_message_cb(j_common_ptr cinfo) {
+    jpgd_ctx *c = (jpgd_ctx *)(void *)cinfo->err;
     char buf[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buf);
     ms_log(MS_LOG_DEBUG, "%s: JPEG warning: %s", c->name, buf);
 }
 
 /* Warnings after which the decoded pixels are not the encoded ones. */
-static bool jpeg_fatal_warning(int code) {
+static bool jpgd_fatal_warning(int code) {
     switch (code) {
     case JWRN_JPEG_EOF:      /* premature end of file: libjpeg pads with grey */
     case JWRN_HIT_MARKER:    /* entropy segment ended early: rest of the segment zeroed */
     case JWRN_HUFF_BAD_CODE: /* invalid Huffman code: coefficients zeroed */
     case JWRN_ARITH_BAD_CODE:
-    case JWRN_MUST_RESYNC:   /* restart marker missing: blocks lost or shifted */
-        return true;
+    case JWRN_MUST_RESYNC: /* restart marker missing: blocks lost or shifted */ return true;
     default: return false;
     }
 }
 
-static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
+static void jpgd_emit_message_cb(j_common_ptr cinfo, int level) {
     if (level >= 0) return; /* trace messages */
-    jpeg_ctx *c = (jpeg_ctx *)(void *)cinfo->err;
+    jpgd_ctx *c = (jpgd_ctx *)(void *)cinfo->err;
     int code = cinfo->err->msg_code;
     cinfo->err->num_warnings++;
-    if (jpeg_fatal_warning(code)) {
+    if (jpgd_fatal_warning(code)) {
         c->st = MS_EFORMAT;
         if (code == JWRN_JPEG_EOF) {
             snprintf(c->msg, sizeof c->msg, "truncated JPEG data");
@@ -109,11 +110,11 @@ static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
     (*cinfo->err->output_message)(cinfo);
 }
 
-static void jpeg_progress_cb(j_common_ptr cinfo) {
+static void jpgd_progress_cb(j_common_ptr cinfo) {
     if (!cinfo->is_decompressor) return;
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     if (d->input_scan_number > MS_JPEG_MAX_SCANS) {
-        jpeg_ctx *c = (jpeg_ctx *)(void *)cinfo->err;
+        jpgd_ctx *c = (jpgd_ctx *)(void *)cinfo->err;
         c->st = MS_ELIMIT;
         snprintf(c->msg, sizeof c->msg, "JPEG has more than %d scans", MS_JPEG_MAX_SCANS);
         longjmp(c->jb, 1);
@@ -131,7 +132,7 @@ static bool rd_u16be(ms_rd *rd, uint16_t *v) {
  * libjpeg-turbo cannot decode at 8 bits (its own messages, e.g. "Unsupported JPEG data
  * precision 12" from jpeg_read_header, do not say what to do). A malformed marker structure
  * is not reported here; libjpeg reports it. */
-static ms_status jpeg_prescan(const uint8_t *data, size_t size, const char *name, ms_err *err) {
+static ms_status jpgd_prescan(const uint8_t *data, size_t size, const char *name, ms_err *err) {
     ms_rd rd = ms_rd_init(data, size);
     const uint8_t *b;
     if (!ms_rd_skip(&rd, 2)) return MS_OK; /* SOI */
@@ -141,7 +142,7 @@ static ms_status jpeg_prescan(const uint8_t *data, size_t size, const char *name
         do {
             if (!ms_rd_bytes(&rd, &b, 1)) return MS_OK;
             m = b[0];
-        } while (m == 0xFF); /* fill bytes (T.81 B.1.1.2) */
+        } while (m == 0xFF);                                 /* fill bytes (T.81 B.1.1.2) */
         if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* TEM, RSTn: no length */
         if (m == 0x00 || m == 0xD8 || m == 0xD9 || m == 0xDA) return MS_OK;
         uint16_t len;
@@ -157,8 +158,8 @@ static ms_status jpeg_prescan(const uint8_t *data, size_t size, const char *name
                            "DICOM with an uncompressed transfer syntax",
                            name, m - 0xC0);
         if (m == 0xC5 || m == 0xC6 || m == 0xCD || m == 0xCE)
-            return ms_fail(err, MS_EUNSUPPORTED,
-                           "%s: hierarchical JPEG (SOF%d) is not supported", name, m - 0xC0);
+            return ms_fail(err, MS_EUNSUPPORTED, "%s: hierarchical JPEG (SOF%d) is not supported",
+                           name, m - 0xC0);
         if (!ms_rd_bytes(&rd, &b, 1)) return MS_OK;
         if (b[0] != 8)
             return ms_fail(err, MS_EUNSUPPORTED,
@@ -168,7 +169,7 @@ static ms_status jpeg_prescan(const uint8_t *data, size_t size, const char *name
     }
 }
 
-static void jpeg_convert_row(const jpeg_ctx *c, const uint8_t *restrict row, int32_t y,
+static void jpgd_convert_row(const jpgd_ctx *c, const uint8_t *restrict row, int32_t y,
                              int in_components) {
     ms_image *img = c->img;
     const size_t w = (size_t)img->width;
@@ -194,18 +195,17 @@ static void jpeg_convert_row(const jpeg_ctx *c, const uint8_t *restrict row, int
     }
 }
 
-/* Everything that calls into libjpeg. Its errors longjmp out of here to jpeg_guarded(); all
+/* Everything that calls into libjpeg. Its errors longjmp out of here to jpgd_guarded(); all
  * state lives in *c and *cinfo so nothing needs to be volatile. */
-static ms_status jpeg_body(j_decompress_ptr cinfo, jpeg_ctx *c, const uint8_t *data, size_t size,
+static ms_status jpgd_body(j_decompress_ptr cinfo, jpgd_ctx *c, const uint8_t *data, size_t size,
                            const ms_decode_opts *opts, const ms_limits *lim, ms_err *err) {
     jpeg_create_decompress(cinfo);
-    c->progress.progress_monitor = jpeg_progress_cb;
+    c->progress.progress_monitor = jpgd_progress_cb;
     cinfo->progress = &c->progress;
     /* Bounds libjpeg's whole-image buffers (progressive coefficients); past it libjpeg asks
      * for a backing store, which this build lacks, and fails with MS_ELIMIT. */
-    uint64_t mem_cap = lim->max_decoded_bytes < (uint64_t)LONG_MAX / 2
-                           ? 2 * lim->max_decoded_bytes
-                           : (uint64_t)LONG_MAX;
+    uint64_t mem_cap = lim->max_decoded_bytes < (uint64_t)LONG_MAX / 2 ? 2 * lim->max_decoded_bytes
+                                                                       : (uint64_t)LONG_MAX;
     cinfo->mem->max_memory_to_use = (long)mem_cap;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     (void)jpeg_read_header(cinfo, TRUE);
@@ -256,8 +256,7 @@ static ms_status jpeg_body(j_decompress_ptr cinfo, jpeg_ctx *c, const uint8_t *d
                        image_bytes, (unsigned long long)lim->max_decoded_bytes);
 
     (void)jpeg_start_decompress(cinfo);
-    if (cinfo->output_width != cinfo->image_width ||
-        cinfo->output_height != cinfo->image_height ||
+    if (cinfo->output_width != cinfo->image_width || cinfo->output_height != cinfo->image_height ||
         cinfo->output_components != in_components)
         return ms_fail(err, MS_EINTERNAL, "%s: libjpeg output is %ux%ux%d, expected %ux%ux%d",
                        c->name, (unsigned)cinfo->output_width, (unsigned)cinfo->output_height,
@@ -277,9 +276,9 @@ static ms_status jpeg_body(j_decompress_ptr cinfo, jpeg_ctx *c, const uint8_t *d
         int32_t y = (int32_t)cinfo->output_scanline;
         JSAMPROW r = c->row;
         if (jpeg_read_scanlines(cinfo, &r, 1) != 1) /* cannot happen with a memory source */
-            return ms_fail(err, MS_EINTERNAL, "%s: libjpeg returned no scanline at row %d",
-                           c->name, (int)y);
-        jpeg_convert_row(c, c->row, y, in_components);
+            return ms_fail(err, MS_EINTERNAL, "%s: libjpeg returned no scanline at row %d", c->name,
+                           (int)y);
+        jpgd_convert_row(c, c->row, y, in_components);
     }
     /* Reads through EOI, so a file cut after its last scan is still reported. */
     (void)jpeg_finish_decompress(cinfo);
@@ -307,11 +306,10 @@ static ms_status jpeg_body(j_decompress_ptr cinfo, jpeg_ctx *c, const uint8_t *d
 }
 
 /* The one function that holds setjmp. It modifies no locals after setjmp. */
-static ms_status jpeg_guarded(j_decompress_ptr cinfo, jpeg_ctx *c, const uint8_t *data,
-                              size_t size, const ms_decode_opts *opts, const ms_limits *lim,
-                              ms_err *err) {
+static ms_status jpgd_guarded(j_decompress_ptr cinfo, jpgd_ctx *c, const uint8_t *data, size_t size,
+                              const ms_decode_opts *opts, const ms_limits *lim, ms_err *err) {
     if (setjmp(c->jb)) return ms_fail(err, c->st, "%s: %s", c->name, c->msg);
-    return jpeg_body(cinfo, c, data, size, opts, lim, err);
+    return jpgd_body(cinfo, c, data, size, opts, lim, err);
 }
 
 ms_status ms_jpeg_decode(const uint8_t *data, size_t size, const char *name,
@@ -331,20 +329,20 @@ ms_status ms_jpeg_decode(const uint8_t *data, size_t size, const char *name,
         return ms_fail(err, MS_EINVAL, "%s: unknown colour mode %d", name, (int)opts->color);
     if (size > ULONG_MAX)
         return ms_fail(err, MS_ELIMIT, "%s: JPEG of %zu bytes is too large", name, size);
-    ms_status st = jpeg_prescan(data, size, name, err);
+    ms_status st = jpgd_prescan(data, size, name, err);
     if (st != MS_OK) return st;
 
     struct jpeg_decompress_struct cinfo;
-    jpeg_ctx c;
+    jpgd_ctx c;
     memset(&cinfo, 0, sizeof cinfo);
     memset(&c, 0, sizeof c);
     c.name = name;
     cinfo.err = jpeg_std_error(&c.pub);
-    c.pub.error_exit = jpeg_error_exit_cb;
-    c.pub.emit_message = jpeg_emit_message_cb;
-    c.pub.output_message = jpeg_output_message_cb;
+    c.pub.error_exit = jpgd_error_exit_cb;
+    c.pub.emit_message = jpgd_emit_message_cb;
+    c.pub.output_message = jpgd_output_message_cb;
 
-    st = jpeg_guarded(&cinfo, &c, data, size, opts, lim, err);
+    st = jpgd_guarded(&cinfo, &c, data, size, opts, lim, err);
     if (st == MS_OK) {
         *out = c.img;
         c.img = NULL;

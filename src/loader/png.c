@@ -27,50 +27,49 @@
 #define MS_PNG_CHUNK_CACHE_MAX 128u
 #define MS_PNG_CHUNK_MALLOC_MAX ((png_alloc_size_t)8 << 20)
 
-typedef enum png_src_kind { PNG_SRC_GRAY, PNG_SRC_RGB, PNG_SRC_PALETTE } png_src_kind;
+typedef enum pngd_kind { PNGD_GRAY, PNGD_RGB, PNGD_PALETTE } pngd_kind;
 
-typedef struct png_ctx {
+typedef struct pngd_ctx {
     const char *name;
-    ms_rd rd;           /* the unread part of the file */
-    bool oom;           /* an allocation requested by libpng failed */
-    char msg[256];      /* libpng's error message */
+    ms_rd rd;      /* the unread part of the file */
+    bool oom;      /* an allocation requested by libpng failed */
+    char msg[256]; /* libpng's error message */
     png_structp png;
     png_infop info;
-    ms_image *img;      /* owned here until handed to the caller */
-    uint8_t *buf;       /* decoded rows (one row, or the whole image when interlaced) */
-    png_src_kind kind;
-    uint32_t maxval;    /* largest code value of a sample */
-    bool sixteen;       /* two bytes per sample */
-    float lut[256];     /* code value -> [0, 1] for 8-bit-or-less samples */
+    ms_image *img; /* owned here until handed to the caller */
+    uint8_t *buf;  /* decoded rows (one row, or the whole image when interlaced) */
+    pngd_kind kind;
+    uint32_t maxval; /* largest code value of a sample */
+    bool sixteen;    /* two bytes per sample */
+    float lut[256];  /* code value -> [0, 1] for 8-bit-or-less samples */
     float pal_r[256], pal_g[256], pal_b[256], pal_luma[256];
-} png_ctx;
+} pngd_ctx;
 
-static png_voidp png_malloc_cb(png_structp png, png_alloc_size_t n) {
-    png_ctx *c = png_get_mem_ptr(png);
+static png_voidp pngd_malloc_cb(png_structp png, png_alloc_size_t n) {
+    pngd_ctx *c = png_get_mem_ptr(png);
     void *p = ms_malloc(n);
     if (p == NULL && c != NULL) c->oom = true;
     return p;
 }
 
-static void png_free_cb(png_structp png, png_voidp p) {
+static void pngd_free_cb(png_structp png, png_voidp p) {
     (void)png;
     ms_free(p);
 }
 
-static void png_error_cb(png_structp png, png_const_charp msg) {
-    png_ctx *c = png_get_error_ptr(png);
+static void pngd_error_cb(png_structp png, png_const_charp msg) {
+    pngd_ctx *c = png_get_error_ptr(png);
     if (c != NULL) ms_str_copy(c->msg, sizeof c->msg, msg != NULL ? msg : "unknown error");
     png_longjmp(png, 1);
 }
 
-static void png_warning_cb(png_structp png, png_const_charp msg) {
-    png_ctx *c = png_get_error_ptr(png);
-    ms_log(MS_LOG_DEBUG, "%s: PNG warning: %s", c != NULL ? c->name : "?",
-           msg != NULL ? msg : "");
+static void pngd_warning_cb(png_structp png, png_const_charp msg) {
+    pngd_ctx *c = png_get_error_ptr(png);
+    ms_log(MS_LOG_DEBUG, "%s: PNG warning: %s", c != NULL ? c->name : "?", msg != NULL ? msg : "");
 }
 
-static void png_read_cb(png_structp png, png_bytep out, size_t n) {
-    png_ctx *c = png_get_io_ptr(png);
+static void pngd_read_cb(png_structp png, png_bytep out, size_t n) {
+    pngd_ctx *c = png_get_io_ptr(png);
     const uint8_t *p;
     if (!ms_rd_bytes(&c->rd, &p, n)) png_error(png, "truncated PNG data");
     memcpy(out, p, n);
@@ -79,7 +78,7 @@ static void png_read_cb(png_structp png, png_bytep out, size_t n) {
 /* libpng refuses an IHDR over the user limits only with a generic "Invalid IHDR data", so the
  * dimensions are checked here first to report MS_ELIMIT. IHDR must be the first chunk (PNG
  * spec 5.6); anything else, and values PNG itself forbids, are left to libpng to report. */
-static ms_status png_precheck_ihdr(const png_ctx *c, const ms_limits *lim, ms_err *err) {
+static ms_status pngd_precheck_ihdr(const pngd_ctx *c, const ms_limits *lim, ms_err *err) {
     ms_rd rd = ms_rd_init(c->rd.p, c->rd.left);
     const uint8_t *h;
     if (!ms_rd_skip(&rd, 8) || !ms_rd_bytes(&rd, &h, 16)) return MS_OK;
@@ -104,13 +103,13 @@ static uint16_t load_u16(const uint8_t *p) {
 }
 
 /* Converts decoded row y (samples interleaved, 1 or 3 per pixel) into the planar output. */
-static void png_convert_row(const png_ctx *c, const uint8_t *restrict row, int32_t y) {
+static void pngd_convert_row(const pngd_ctx *c, const uint8_t *restrict row, int32_t y) {
     ms_image *img = c->img;
     const size_t w = (size_t)img->width;
     const size_t plane = w * (size_t)img->height;
     float *restrict o0 = img->data + (size_t)y * w;
 
-    if (c->kind == PNG_SRC_PALETTE) {
+    if (c->kind == PNGD_PALETTE) {
         if (img->channels == 1) {
             for (size_t x = 0; x < w; x++) o0[x] = c->pal_luma[row[x]];
         } else {
@@ -125,7 +124,7 @@ static void png_convert_row(const png_ctx *c, const uint8_t *restrict row, int32
     }
 
     const float maxf = (float)c->maxval;
-    if (c->kind == PNG_SRC_GRAY) {
+    if (c->kind == PNGD_GRAY) {
         if (c->sixteen)
             for (size_t x = 0; x < w; x++) o0[x] = (float)load_u16(row + 2 * x) / maxf;
         else
@@ -146,8 +145,8 @@ static void png_convert_row(const png_ctx *c, const uint8_t *restrict row, int32
                                    (float)load_u16(row + 6 * x + 4) / maxf);
         else
             for (size_t x = 0; x < w; x++)
-                o0[x] = ms_luma601(c->lut[row[3 * x]], c->lut[row[3 * x + 1]],
-                                   c->lut[row[3 * x + 2]]);
+                o0[x] =
+                    ms_luma601(c->lut[row[3 * x]], c->lut[row[3 * x + 1]], c->lut[row[3 * x + 2]]);
     } else {
         float *restrict o1 = o0 + plane, *restrict o2 = o1 + plane;
         if (c->sixteen)
@@ -165,24 +164,24 @@ static void png_convert_row(const png_ctx *c, const uint8_t *restrict row, int32
     }
 }
 
-static void png_fill_provenance(png_ctx *c, int depth, int interlace) {
+static void pngd_fill_provenance(pngd_ctx *c, int depth, int interlace) {
     ms_provenance *pv = &c->img->prov;
     bool gray_out = c->img->channels == 1;
     pv->format = MS_FORMAT_PNG;
     switch (c->kind) {
-    case PNG_SRC_GRAY:
+    case PNGD_GRAY:
         ms_str_copy(pv->photometric, sizeof pv->photometric, "MONOCHROME2");
         ms_str_copy(pv->color_conversion, sizeof pv->color_conversion,
                     gray_out ? "none" : "gray_to_rgb");
         pv->samples_per_pixel = 1;
         break;
-    case PNG_SRC_RGB:
+    case PNGD_RGB:
         ms_str_copy(pv->photometric, sizeof pv->photometric, "RGB");
         ms_str_copy(pv->color_conversion, sizeof pv->color_conversion,
                     gray_out ? "rgb_to_luma" : "none");
         pv->samples_per_pixel = 3;
         break;
-    case PNG_SRC_PALETTE:
+    case PNGD_PALETTE:
         ms_str_copy(pv->photometric, sizeof pv->photometric, "PALETTE COLOR");
         ms_str_copy(pv->color_conversion, sizeof pv->color_conversion,
                     gray_out ? "palette_to_luma" : "palette_to_rgb");
@@ -210,8 +209,8 @@ static void png_fill_provenance(png_ctx *c, int depth, int interlace) {
      * ratio and says nothing about size. */
     png_uint_32 xres = 0, yres = 0;
     int unit = 0;
-    if (png_get_pHYs(c->png, c->info, &xres, &yres, &unit) != 0 &&
-        unit == PNG_RESOLUTION_METER && xres > 0 && yres > 0) {
+    if (png_get_pHYs(c->png, c->info, &xres, &yres, &unit) != 0 && unit == PNG_RESOLUTION_METER &&
+        xres > 0 && yres > 0) {
         pv->spacing_source = MS_SPACING_PIXEL;
         pv->spacing_row_mm = 1000.0 / (double)yres;
         pv->spacing_col_mm = 1000.0 / (double)xres;
@@ -221,9 +220,9 @@ static void png_fill_provenance(png_ctx *c, int depth, int interlace) {
 }
 
 /* Everything that calls into libpng after the png_struct exists. libpng errors longjmp out of
- * here to png_guarded(); all state lives in *c so nothing needs to be volatile. */
-static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limits *lim,
-                          ms_err *err) {
+ * here to pngd_guarded(); all state lives in *c so nothing needs to be volatile. */
+static ms_status pngd_body(pngd_ctx *c, const ms_decode_opts *opts, const ms_limits *lim,
+                           ms_err *err) {
     png_structp png = c->png;
     png_infop info = c->info;
 
@@ -232,7 +231,7 @@ static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limit
     png_set_user_limits(png, wmax, hmax);
     png_set_chunk_cache_max(png, MS_PNG_CHUNK_CACHE_MAX);
     png_set_chunk_malloc_max(png, MS_PNG_CHUNK_MALLOC_MAX);
-    png_set_read_fn(png, c, png_read_cb);
+    png_set_read_fn(png, c, pngd_read_cb);
 
     png_read_info(png, info);
     png_uint_32 w = 0, h = 0;
@@ -248,20 +247,19 @@ static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limit
     switch (ctype) {
     case PNG_COLOR_TYPE_GRAY:
     case PNG_COLOR_TYPE_GRAY_ALPHA:
-        c->kind = PNG_SRC_GRAY;
+        c->kind = PNGD_GRAY;
         in_samples = 1;
         break;
     case PNG_COLOR_TYPE_RGB:
     case PNG_COLOR_TYPE_RGB_ALPHA:
-        c->kind = PNG_SRC_RGB;
+        c->kind = PNGD_RGB;
         in_samples = 3;
         break;
     case PNG_COLOR_TYPE_PALETTE:
-        c->kind = PNG_SRC_PALETTE;
+        c->kind = PNGD_PALETTE;
         in_samples = 1;
         break;
-    default:
-        return ms_fail(err, MS_EFORMAT, "%s: PNG colour type %d is invalid", c->name, ctype);
+    default: return ms_fail(err, MS_EFORMAT, "%s: PNG colour type %d is invalid", c->name, ctype);
     }
     if (depth != 1 && depth != 2 && depth != 4 && depth != 8 && depth != 16)
         return ms_fail(err, MS_EFORMAT, "%s: PNG bit depth %d is invalid", c->name, depth);
@@ -274,12 +272,11 @@ static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limit
     if (!c->sixteen)
         for (uint32_t i = 0; i < 256; i++) c->lut[i] = (float)i / (float)c->maxval;
 
-    if (c->kind == PNG_SRC_PALETTE) {
+    if (c->kind == PNGD_PALETTE) {
         png_colorp pal = NULL;
         int npal = 0;
         if (png_get_PLTE(png, info, &pal, &npal) == 0 || pal == NULL || npal <= 0)
-            return ms_fail(err, MS_EFORMAT, "%s: PNG palette image has no PLTE chunk",
-                           c->name);
+            return ms_fail(err, MS_EFORMAT, "%s: PNG palette image has no PLTE chunk", c->name);
         /* Indices past the palette are an error in the PNG spec (11.2.3); libpng does not
          * check them, so they map to black here rather than reading past the table. */
         for (int i = 0; i < 256; i++) {
@@ -304,10 +301,9 @@ static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limit
         return ms_fail(err, MS_EOVERFLOW, "%s: PNG row size overflows", c->name);
     size_t rowbytes = png_get_rowbytes(png, info);
     if (rowbytes != want_rowbytes || png_get_channels(png, info) != in_samples)
-        return ms_fail(err, MS_EINTERNAL,
-                       "%s: libpng row layout is %zu bytes x %d samples, expected %zu x %d",
-                       c->name, rowbytes, (int)png_get_channels(png, info), want_rowbytes,
-                       in_samples);
+        return ms_fail(
+            err, MS_EINTERNAL, "%s: libpng row layout is %zu bytes x %d samples, expected %zu x %d",
+            c->name, rowbytes, (int)png_get_channels(png, info), want_rowbytes, in_samples);
     size_t image_bytes;
     if (!ms_mul_size(rowbytes, h, &image_bytes))
         return ms_fail(err, MS_EOVERFLOW, "%s: PNG image size overflows", c->name);
@@ -331,28 +327,28 @@ static ms_status png_body(png_ctx *c, const ms_decode_opts *opts, const ms_limit
             for (png_uint_32 y = 0; y < h; y++)
                 png_read_row(png, c->buf + (size_t)y * rowbytes, NULL);
         for (png_uint_32 y = 0; y < h; y++)
-            png_convert_row(c, c->buf + (size_t)y * rowbytes, (int32_t)y);
+            pngd_convert_row(c, c->buf + (size_t)y * rowbytes, (int32_t)y);
     } else {
         for (png_uint_32 y = 0; y < h; y++) {
             png_read_row(png, c->buf, NULL);
-            png_convert_row(c, c->buf, (int32_t)y);
+            pngd_convert_row(c, c->buf, (int32_t)y);
         }
     }
     /* Reads through IEND, so a file cut after its last IDAT is still reported. */
     png_read_end(png, NULL);
 
-    png_fill_provenance(c, depth, interlace);
+    pngd_fill_provenance(c, depth, interlace);
     return MS_OK;
 }
 
 /* The one function that holds setjmp. It modifies no locals after setjmp. */
-static ms_status png_guarded(png_ctx *c, const ms_decode_opts *opts, const ms_limits *lim,
-                             ms_err *err) {
+static ms_status pngd_guarded(pngd_ctx *c, const ms_decode_opts *opts, const ms_limits *lim,
+                              ms_err *err) {
     if (setjmp(png_jmpbuf(c->png))) {
         if (c->oom) return ms_fail(err, MS_ENOMEM, "%s: out of memory in libpng", c->name);
         return ms_fail(err, MS_EFORMAT, "%s: PNG error: %s", c->name, c->msg);
     }
-    return png_body(c, opts, lim, err);
+    return pngd_body(c, opts, lim, err);
 }
 
 ms_status ms_png_decode(const uint8_t *data, size_t size, const char *name,
@@ -371,24 +367,23 @@ ms_status ms_png_decode(const uint8_t *data, size_t size, const char *name,
     if (opts->color != MS_COLOR_GRAY && opts->color != MS_COLOR_RGB)
         return ms_fail(err, MS_EINVAL, "%s: unknown colour mode %d", name, (int)opts->color);
 
-    png_ctx *c = ms_calloc(1, sizeof *c); /* ~4 KiB of tables: keep them off the stack */
+    pngd_ctx *c = ms_calloc(1, sizeof *c); /* ~4 KiB of tables: keep them off the stack */
     if (c == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate PNG decoder", name);
     c->name = name;
     c->rd = ms_rd_init(data, size);
 
-    ms_status st = png_precheck_ihdr(c, lim, err);
+    ms_status st = pngd_precheck_ihdr(c, lim, err);
     if (st != MS_OK) goto done;
 
-    c->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, c, png_error_cb, png_warning_cb, c,
-                                      png_malloc_cb, png_free_cb);
+    c->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, c, pngd_error_cb, pngd_warning_cb, c,
+                                      pngd_malloc_cb, pngd_free_cb);
     if (c->png != NULL) c->info = png_create_info_struct(c->png);
     if (c->png == NULL || c->info == NULL) {
         st = ms_fail(err, MS_ENOMEM, "%s: cannot create the libpng decoder", name);
         goto done;
     }
-    st = png_guarded(c, opts, lim, err);
-    if (st == MS_OK && c->oom)
-        st = ms_fail(err, MS_ENOMEM, "%s: out of memory in libpng", name);
+    st = pngd_guarded(c, opts, lim, err);
+    if (st == MS_OK && c->oom) st = ms_fail(err, MS_ENOMEM, "%s: out of memory in libpng", name);
     if (st == MS_OK) {
         *out = c->img;
         c->img = NULL;

@@ -36,9 +36,21 @@ static void test_parse_u32(void **state) {
 
     v = 12345;
     static const char *bad[] = {
-        "4294967296", /* UINT32_MAX + 1 */
+        "4294967296",              /* UINT32_MAX + 1 */
         "99999999999999999999999", /* overflows u64 too */
-        "", " 1", "1 ", "+1", "-1", "-0", "1a", "a1", "0x10", "1.0", "1e3", "\t1", "1\n",
+        "",
+        " 1",
+        "1 ",
+        "+1",
+        "-1",
+        "-0",
+        "1a",
+        "a1",
+        "0x10",
+        "1.0",
+        "1e3",
+        "\t1",
+        "1\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (ms_parse_u32(bad[i], 0, UINT32_MAX, &v)) fail_msg("accepted \"%s\"", bad[i]);
@@ -82,8 +94,9 @@ static void test_parse_double(void **state) {
     assert_true(ms_parse_double("1.7976931348623157e308", &v));
 
     v = 99.0;
-    static const char *bad[] = {"", "   ", "nan", "NaN", "inf", "-inf", "infinity",
-                                "1e999", "-1e999", "1.5x", "x1.5", "1.5 2", "1,5", "--1", "."};
+    static const char *bad[] = {"",     "   ",      "nan",   "NaN",    "inf",
+                                "-inf", "infinity", "1e999", "-1e999", "1.5x",
+                                "x1.5", "1.5 2",    "1,5",   "--1",    "."};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (ms_parse_double(bad[i], &v)) fail_msg("accepted \"%s\"", bad[i]);
     assert_false(ms_parse_double(NULL, &v));
@@ -106,8 +119,8 @@ static void test_checked_math(void **state) {
     r = 77;
     assert_false(ms_mul_size(SIZE_MAX / 2 + 1, 2, &r));
     assert_false(ms_mul_size(SIZE_MAX, SIZE_MAX, &r));
-    assert_false(ms_mul_size((size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4),
-                             &r));
+    assert_false(
+        ms_mul_size((size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4), &r));
     assert_true(r == 77); /* untouched on overflow */
 
     assert_true(ms_add_size(SIZE_MAX, 0, &r));
@@ -292,13 +305,12 @@ static void test_format_detect(void **state) {
     assert_int_equal(ms_format_detect(p10, sizeof p10), MS_FORMAT_UNKNOWN);
 
     /* bare data set, explicit VR little endian: (0008,0005) CS, length 10 */
-    static const uint8_t exp_le[] = {0x08, 0x00, 0x05, 0x00, 'C', 'S', 0x0A, 0x00,
-                                     'I',  'S',  'O',  '_',  'I', 'R', ' ',  '1',
-                                     '0',  '0'};
+    static const uint8_t exp_le[] = {0x08, 0x00, 0x05, 0x00, 'C', 'S', 0x0A, 0x00, 'I',
+                                     'S',  'O',  '_',  'I',  'R', ' ', '1',  '0',  '0'};
     assert_int_equal(ms_format_detect(exp_le, sizeof exp_le), MS_FORMAT_DICOM);
     /* bare data set, implicit VR little endian: (0008,0016) length 4 */
-    static const uint8_t imp_le[] = {0x08, 0x00, 0x16, 0x00, 0x04, 0x00, 0x00,
-                                     0x00, '1',  '.',  '2',  '\0'};
+    static const uint8_t imp_le[] = {0x08, 0x00, 0x16, 0x00, 0x04, 0x00,
+                                     0x00, 0x00, '1',  '.',  '2',  '\0'};
     assert_int_equal(ms_format_detect(imp_le, sizeof imp_le), MS_FORMAT_DICOM);
     /* implicit length larger than the data: not a data set */
     static const uint8_t imp_bad[] = {0x08, 0x00, 0x16, 0x00, 0xFF, 0x00, 0x00, 0x00, '1'};
@@ -331,16 +343,15 @@ static void test_open_not_image(void **state) {
                                      NULL, &img, &err),
                      MS_ENOTIMAGE);
     assert_non_null(strstr(err.msg, "notes.txt: "));
-    assert_int_equal(ms_image_decode((const uint8_t *)text, 0, "empty.dcm", NULL, NULL, &img,
-                                     &err),
+    assert_int_equal(ms_image_decode((const uint8_t *)text, 0, "empty.dcm", NULL, NULL, &img, &err),
                      MS_ENOTIMAGE);
     assert_non_null(strstr(err.msg, "empty.dcm: empty file"));
     assert_null(img);
     ms_limits lim = ms_limits_default();
     lim.max_file_bytes = 4;
-    assert_int_equal(ms_image_decode((const uint8_t *)text, sizeof text - 1, "big.png", NULL,
-                                     &lim, &img, &err),
-                     MS_ELIMIT);
+    assert_int_equal(
+        ms_image_decode((const uint8_t *)text, sizeof text - 1, "big.png", NULL, &lim, &img, &err),
+        MS_ELIMIT);
     assert_non_null(strstr(err.msg, "big.png"));
 }
 
@@ -352,8 +363,8 @@ static void test_fail_message(void **state) {
     ms_err_clear(&err);
     assert_int_equal(err.status, MS_OK);
     assert_string_equal(err.msg, "");
-    ms_status st = ms_fail(&err, MS_EUNSUPPORTED, "%s: BitsAllocated=%u, expected 8 or 16",
-                           "ct.dcm", 12u);
+    ms_status st =
+        ms_fail(&err, MS_EUNSUPPORTED, "%s: BitsAllocated=%u, expected 8 or 16", "ct.dcm", 12u);
     assert_int_equal(st, MS_EUNSUPPORTED);
     assert_int_equal(err.status, MS_EUNSUPPORTED);
     /* starts with the message; debug builds may append " [file:line]" */
@@ -382,9 +393,9 @@ static void test_fail_message(void **state) {
 
 static void test_status_names(void **state) {
     (void)state;
-    static const char *names[] = {"ok",     "invalid_argument", "out_of_memory", "io",
-                                  "format", "limit",            "overflow",      "unsupported",
-                                  "internal", "not_image",      "no_pixel_data"};
+    static const char *names[] = {
+        "ok",       "invalid_argument", "out_of_memory", "io",        "format",       "limit",
+        "overflow", "unsupported",      "internal",      "not_image", "no_pixel_data"};
     for (int i = 0; i <= (int)MS_ENOPIXELS; i++)
         assert_string_equal(ms_status_name((ms_status)i), names[i]);
     assert_string_equal(ms_status_name((ms_status)1000), "unknown");
@@ -469,7 +480,7 @@ static void test_alloc(void **state) {
     uint8_t *q = ms_realloc(p, 64);
     assert_non_null(q);
     ms_free(q);
-    ms_free(NULL); /* no-op, not passed to the hook */
+    ms_free(NULL);                           /* no-op, not passed to the hook */
     assert_null(ms_calloc(SIZE_MAX / 2, 4)); /* overflow: no allocation attempted */
     ms_alloc_set_hooks(NULL);
     assert_int_equal(hs.mallocs, 1);
@@ -482,13 +493,20 @@ static void test_alloc(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_u32),      cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_parse_double),   cmocka_unit_test(test_checked_math),
-        cmocka_unit_test(test_reader),         cmocka_unit_test(test_str_copy),
-        cmocka_unit_test(test_file_read_all),  cmocka_unit_test(test_format_detect),
-        cmocka_unit_test(test_open_not_image), cmocka_unit_test(test_fail_message),
-        cmocka_unit_test(test_status_names),   cmocka_unit_test(test_limits_default),
-        cmocka_unit_test(test_log),            cmocka_unit_test(test_alloc),
+        cmocka_unit_test(test_parse_u32),
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_double),
+        cmocka_unit_test(test_checked_math),
+        cmocka_unit_test(test_reader),
+        cmocka_unit_test(test_str_copy),
+        cmocka_unit_test(test_file_read_all),
+        cmocka_unit_test(test_format_detect),
+        cmocka_unit_test(test_open_not_image),
+        cmocka_unit_test(test_fail_message),
+        cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_limits_default),
+        cmocka_unit_test(test_log),
+        cmocka_unit_test(test_alloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

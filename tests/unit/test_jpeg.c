@@ -70,11 +70,11 @@ static uint8_t *make_pattern(uint32_t w, uint32_t h, int comps) {
 /* ---- encoder ---- */
 
 typedef struct enc_opts {
-    int comps;              /* 1, 3 or 4 */
-    J_COLOR_SPACE in_cs;    /* JCS_GRAYSCALE, JCS_RGB, JCS_CMYK */
-    J_COLOR_SPACE jpeg_cs;  /* colour space in the file */
+    int comps;             /* 1, 3 or 4 */
+    J_COLOR_SPACE in_cs;   /* JCS_GRAYSCALE, JCS_RGB, JCS_CMYK */
+    J_COLOR_SPACE jpeg_cs; /* colour space in the file */
     bool progressive;
-    bool s444;              /* no chroma subsampling */
+    bool s444; /* no chroma subsampling */
     bool arith;
     int quality;
 } enc_opts;
@@ -184,7 +184,8 @@ static float *expected_from_ref(const membuf *m, int kind, ms_color_mode mode, u
             double r = ref[3 * i] / 255.0, g = ref[3 * i + 1] / 255.0, b = ref[3 * i + 2] / 255.0;
             e[i] = (float)(0.299 * r + 0.587 * g + 0.114 * b);
         } else {
-            for (int c = 0; c < 3; c++) e[(size_t)c * n + i] = (float)(ref[3 * i + (size_t)c] / 255.0);
+            for (int c = 0; c < 3; c++)
+                e[(size_t)c * n + i] = (float)(ref[3 * i + (size_t)c] / 255.0);
         }
     }
     free(ref);
@@ -242,7 +243,8 @@ static void test_jpeg_matches_reference_and_pattern(void **state) {
                                 want = px[i] / 255.0;
                             else if (ch == 1)
                                 want = (0.299 * px[3 * i] + 0.587 * px[3 * i + 1] +
-                                        0.114 * px[3 * i + 2]) / 255.0;
+                                        0.114 * px[3 * i + 2]) /
+                                       255.0;
                             else
                                 want = px[3 * i + (size_t)c] / 255.0;
                             double d = fabs(img->data[(size_t)c * n + i] - want);
@@ -253,8 +255,8 @@ static void test_jpeg_matches_reference_and_pattern(void **state) {
                                  : kind == 2                       ? PATTERN_TOL_RGB444
                                                                    : PATTERN_TOL_RGB420;
                     if (maxerr > tol || sumerr / (double)(n * (size_t)ch) > PATTERN_TOL_MEAN)
-                        fail_msg("%s: max error %.2f/255, mean %.3f/255 against the pattern",
-                                 what, maxerr * 255, sumerr / (double)(n * (size_t)ch) * 255);
+                        fail_msg("%s: max error %.2f/255, mean %.3f/255 against the pattern", what,
+                                 maxerr * 255, sumerr / (double)(n * (size_t)ch) * 255);
                     free(px);
                     if (getenv("MS_PRINT_ERR"))
                         printf("%s: max %.2f mean %.3f\n", what, maxerr * 255,
@@ -345,8 +347,7 @@ static void test_jpeg_truncated(void **state) {
             membuf m = encode_std(19, 14, kind, prog != 0);
             for (size_t cut = 0; cut < m.n; cut++) {
                 char what[64], msg[MS_ERR_MSG_MAX];
-                snprintf(what, sizeof what, "kind %d prog %d cut %zu of %zu", kind, prog, cut,
-                         m.n);
+                snprintf(what, sizeof what, "kind %d prog %d cut %zu of %zu", kind, prog, cut, m.n);
                 uint8_t *d = malloc(cut ? cut : 1); /* exact size: ASan sees over-reads */
                 assert_non_null(d);
                 memcpy(d, m.p, cut);
@@ -494,10 +495,10 @@ static void test_jpeg_mutations(void **state) {
 
 /* Minimal hand-made headers: SOI, SOFn (1 component), EOI. */
 static membuf sof_header(uint8_t sof, uint8_t precision) {
-    static const uint8_t t[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1,
-                                1,    0,    0,    1,    0,    1,    0,   0,   0xFF, 0xC0, 0x00,
-                                0x0B, 0x08, 0x00, 0x10, 0x00, 0x10, 0x01, 0x01, 0x11, 0x00,
-                                0xFF, 0xD9};
+    static const uint8_t t[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J',  'F',  'I',
+                                'F',  0,    1,    1,    0,    0,    1,    0,    1,
+                                0,    0,    0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x10,
+                                0x00, 0x10, 0x01, 0x01, 0x11, 0x00, 0xFF, 0xD9};
     membuf m = {malloc(sizeof t), sizeof t};
     assert_non_null(m.p);
     memcpy(m.p, t, sizeof t);
@@ -514,10 +515,10 @@ static void test_jpeg_unsupported(void **state) {
         uint8_t sof, precision;
         const char *words;
     } cases[] = {
-        {0xC1, 12, "12-bit JPEG is not supported"},  {0xC2, 12, "12-bit JPEG is not supported"},
-        {0xC0, 16, "16-bit JPEG is not supported"},  {0xC3, 8, "lossless JPEG (SOF3)"},
-        {0xC3, 16, "lossless JPEG (SOF3)"},          {0xCB, 12, "lossless JPEG (SOF11)"},
-        {0xC7, 8, "lossless JPEG (SOF7)"},           {0xC5, 8, "hierarchical JPEG (SOF5)"},
+        {0xC1, 12, "12-bit JPEG is not supported"}, {0xC2, 12, "12-bit JPEG is not supported"},
+        {0xC0, 16, "16-bit JPEG is not supported"}, {0xC3, 8, "lossless JPEG (SOF3)"},
+        {0xC3, 16, "lossless JPEG (SOF3)"},         {0xCB, 12, "lossless JPEG (SOF11)"},
+        {0xC7, 8, "lossless JPEG (SOF7)"},          {0xC5, 8, "hierarchical JPEG (SOF5)"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         membuf m = sof_header(cases[k].sof, cases[k].precision);
@@ -613,6 +614,27 @@ static void test_jpeg_limits(void **state) {
     assert_int_equal(ms_image_decode(m.p, m.n, NAME, NULL, &lim, &img, &err), MS_ELIMIT);
     assert_null(img);
 
+    /* Progressive decoding holds every coefficient (2 bytes per sample here), capped at
+     * 2 x max_decoded_bytes; baseline streams rows and needs no such buffer. */
+    {
+        membuf p512 = encode_std(512, 512, 0, true), b512 = encode_std(512, 512, 0, false);
+        lim = ms_limits_default();
+        lim.max_decoded_bytes = 512 * 512; /* the grey output itself fits exactly */
+        ms_err_clear(&err);
+        assert_int_equal(ms_image_decode(p512.p, p512.n, NAME, NULL, &lim, &img, &err), MS_ELIMIT);
+        assert_non_null(strstr(err.msg, "scan.jpg: JPEG needs more than 524288 bytes"));
+        assert_null(img);
+        assert_int_equal(ms_image_decode(b512.p, b512.n, NAME, NULL, &lim, &img, &err), MS_OK);
+        ms_image_destroy(img);
+        img = NULL;
+        lim.max_decoded_bytes = 2 * 512 * 512;
+        assert_int_equal(ms_image_decode(p512.p, p512.n, NAME, NULL, &lim, &img, &err), MS_OK);
+        ms_image_destroy(img);
+        img = NULL;
+        free(p512.p);
+        free(b512.p);
+    }
+
     /* The same tiny file claiming huge sizes: refused before any image-sized allocation. */
     size_t sof = find_marker(&m, 0xC2);
     assert_true(sof > 0);
@@ -628,8 +650,8 @@ static void test_jpeg_limits(void **state) {
         ms_err_clear(&err);
         ms_status st = ms_image_decode(m.p, m.n, NAME, NULL, &lim, &img, &err);
         ms_alloc_set_hooks(NULL);
-        if (st != MS_ELIMIT) fail_msg("%ux%u: status %d: %s", dims[k][0], dims[k][1], (int)st,
-                                      err.msg);
+        if (st != MS_ELIMIT)
+            fail_msg("%ux%u: status %d: %s", dims[k][0], dims[k][1], (int)st, err.msg);
         assert_null(img);
         assert_non_null(strstr(err.msg, NAME));
         assert_int_equal(hs.live, 0);

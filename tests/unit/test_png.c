@@ -213,8 +213,8 @@ static void check_pixels(const ms_image *img, int ctype, int depth, ms_color_mod
                 double want = expected(ctype, depth, w, h, x, y, mode, ch);
                 double got = img->data[((size_t)ch * h + y) * w + x];
                 if (!(got >= want - TOL && got <= want + TOL))
-                    fail_msg("%s: pixel (%u,%u) ch %d is %.9f, expected %.9f", what, x, y, ch,
-                             got, want);
+                    fail_msg("%s: pixel (%u,%u) ch %d is %.9f, expected %.9f", what, x, y, ch, got,
+                             want);
             }
 }
 
@@ -223,11 +223,11 @@ typedef struct combo {
 } combo;
 
 static const combo k_combos[] = {
-    {PNG_COLOR_TYPE_GRAY, 1},      {PNG_COLOR_TYPE_GRAY, 2},      {PNG_COLOR_TYPE_GRAY, 4},
-    {PNG_COLOR_TYPE_GRAY, 8},      {PNG_COLOR_TYPE_GRAY, 16},     {PNG_COLOR_TYPE_GRAY_ALPHA, 8},
-    {PNG_COLOR_TYPE_GRAY_ALPHA, 16}, {PNG_COLOR_TYPE_RGB, 8},     {PNG_COLOR_TYPE_RGB, 16},
-    {PNG_COLOR_TYPE_RGB_ALPHA, 8}, {PNG_COLOR_TYPE_RGB_ALPHA, 16}, {PNG_COLOR_TYPE_PALETTE, 1},
-    {PNG_COLOR_TYPE_PALETTE, 2},   {PNG_COLOR_TYPE_PALETTE, 4},   {PNG_COLOR_TYPE_PALETTE, 8},
+    {PNG_COLOR_TYPE_GRAY, 1},        {PNG_COLOR_TYPE_GRAY, 2},       {PNG_COLOR_TYPE_GRAY, 4},
+    {PNG_COLOR_TYPE_GRAY, 8},        {PNG_COLOR_TYPE_GRAY, 16},      {PNG_COLOR_TYPE_GRAY_ALPHA, 8},
+    {PNG_COLOR_TYPE_GRAY_ALPHA, 16}, {PNG_COLOR_TYPE_RGB, 8},        {PNG_COLOR_TYPE_RGB, 16},
+    {PNG_COLOR_TYPE_RGB_ALPHA, 8},   {PNG_COLOR_TYPE_RGB_ALPHA, 16}, {PNG_COLOR_TYPE_PALETTE, 1},
+    {PNG_COLOR_TYPE_PALETTE, 2},     {PNG_COLOR_TYPE_PALETTE, 4},    {PNG_COLOR_TYPE_PALETTE, 8},
 };
 #define N_COMBOS (sizeof k_combos / sizeof k_combos[0])
 
@@ -364,15 +364,17 @@ static void expect_failure(const uint8_t *d, size_t n, const char *what, ms_stat
 
 static void test_png_truncated(void **state) {
     (void)state;
-    const combo cs[] = {{PNG_COLOR_TYPE_RGB, 16}, {PNG_COLOR_TYPE_PALETTE, 4},
-                        {PNG_COLOR_TYPE_GRAY, 8}, {PNG_COLOR_TYPE_GRAY_ALPHA, 8}};
+    const combo cs[] = {{PNG_COLOR_TYPE_RGB, 16},
+                        {PNG_COLOR_TYPE_PALETTE, 4},
+                        {PNG_COLOR_TYPE_GRAY, 8},
+                        {PNG_COLOR_TYPE_GRAY_ALPHA, 8}};
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++)
         for (int il = 0; il < 2; il++) {
             membuf m = make_png(cs[k].ctype, cs[k].depth, il, 13, 11, NULL);
             for (size_t cut = 0; cut < m.n; cut++) {
                 char what[96], msg[MS_ERR_MSG_MAX];
-                snprintf(what, sizeof what, "ctype %d depth %d il %d cut %zu of %zu",
-                         cs[k].ctype, cs[k].depth, il, cut, m.n);
+                snprintf(what, sizeof what, "ctype %d depth %d il %d cut %zu of %zu", cs[k].ctype,
+                         cs[k].depth, il, cut, m.n);
                 ms_status st;
                 /* A heap copy of exactly cut bytes lets ASan catch any over-read. */
                 uint8_t *d = malloc(cut ? cut : 1);
@@ -436,7 +438,10 @@ static void test_png_corrupt(void **state) {
     assert_non_null(strstr(msg, "scan.png: PNG error: IDAT: CRC error"));
 
     /* Invalid IHDR fields with a correct CRC: depth 3, colour type 5, filter 1. */
-    static const struct { size_t off; uint8_t v; } bad[] = {{8, 3}, {9, 5}, {11, 1}, {12, 2}};
+    static const struct {
+        size_t off;
+        uint8_t v;
+    } bad[] = {{8, 3}, {9, 5}, {11, 1}, {12, 2}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         memcpy(d, m.p, m.n);
         d[ihdr + 8 + bad[k].off] = bad[k].v;
@@ -488,8 +493,8 @@ static void test_png_corrupt(void **state) {
 static void test_png_mutations(void **state) {
     (void)state;
     uint32_t rng = 12345u;
-    const combo cs[] = {{PNG_COLOR_TYPE_PALETTE, 2}, {PNG_COLOR_TYPE_RGB, 16},
-                        {PNG_COLOR_TYPE_GRAY, 1}};
+    const combo cs[] = {
+        {PNG_COLOR_TYPE_PALETTE, 2}, {PNG_COLOR_TYPE_RGB, 16}, {PNG_COLOR_TYPE_GRAY, 1}};
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         membuf m = make_png(cs[k].ctype, cs[k].depth, (int)(k & 1), 21, 17, NULL);
         uint8_t *d = malloc(m.n);
@@ -563,9 +568,19 @@ static membuf make_bomb_header(uint32_t w, uint32_t h) {
     membuf m = {0};
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
     mb_append(&m, sig, 8);
-    uint8_t ihdr[13] = {(uint8_t)(w >> 24), (uint8_t)(w >> 16), (uint8_t)(w >> 8), (uint8_t)w,
-                        (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h,
-                        8, 0, 0, 0, 0};
+    uint8_t ihdr[13] = {(uint8_t)(w >> 24),
+                        (uint8_t)(w >> 16),
+                        (uint8_t)(w >> 8),
+                        (uint8_t)w,
+                        (uint8_t)(h >> 24),
+                        (uint8_t)(h >> 16),
+                        (uint8_t)(h >> 8),
+                        (uint8_t)h,
+                        8,
+                        0,
+                        0,
+                        0,
+                        0};
     mb_chunk(&m, "IHDR", ihdr, 13);
     static const uint8_t idat[] = {0x78, 0x9C, 0x63, 0x00, 0x00};
     mb_chunk(&m, "IDAT", idat, sizeof idat);
@@ -603,10 +618,9 @@ static void test_png_limits(void **state) {
     /* Headers claiming huge sizes, refused before any image-sized allocation. */
     static const uint32_t dims[][3] = {
         /* w, h, expected status */
-        {65535, 65535, MS_ELIMIT}, /* 4.3 Gpixel > 256 Mpixel */
-        {100000, 1, MS_ELIMIT},    /* width > 65535 */
-        {1, 70000, MS_ELIMIT},
-        {0x80000000u, 1, MS_EFORMAT}, /* forbidden by the PNG spec */
+        {65535, 65535, MS_ELIMIT},                               /* 4.3 Gpixel > 256 Mpixel */
+        {100000, 1, MS_ELIMIT},                                  /* width > 65535 */
+        {1, 70000, MS_ELIMIT},     {0x80000000u, 1, MS_EFORMAT}, /* forbidden by the PNG spec */
         {0, 5, MS_EFORMAT},
     };
     for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
@@ -777,10 +791,10 @@ static void test_check_dimensions(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_png_all_types),     cmocka_unit_test(test_png_phys_and_gama),
-        cmocka_unit_test(test_png_bad_args),      cmocka_unit_test(test_png_truncated),
-        cmocka_unit_test(test_png_corrupt),       cmocka_unit_test(test_png_mutations),
-        cmocka_unit_test(test_png_limits),        cmocka_unit_test(test_png_alloc_failure),
+        cmocka_unit_test(test_png_all_types),       cmocka_unit_test(test_png_phys_and_gama),
+        cmocka_unit_test(test_png_bad_args),        cmocka_unit_test(test_png_truncated),
+        cmocka_unit_test(test_png_corrupt),         cmocka_unit_test(test_png_mutations),
+        cmocka_unit_test(test_png_limits),          cmocka_unit_test(test_png_alloc_failure),
         cmocka_unit_test(test_png_warnings_logged), cmocka_unit_test(test_check_dimensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
