@@ -379,7 +379,9 @@ ms_status ms_png_decode(const uint8_t *data, size_t size, const char *name,
                                       pngd_malloc_cb, pngd_free_cb);
     if (c->png != NULL) c->info = png_create_info_struct(c->png);
     if (c->png == NULL || c->info == NULL) {
-        st = ms_fail(err, MS_ENOMEM, "%s: cannot create the libpng decoder", name);
+        /* NULL without a failed allocation means a libpng header/library mismatch */
+        st = ms_fail(err, c->oom ? MS_ENOMEM : MS_EINTERNAL, "%s: cannot create the libpng decoder",
+                     name);
         goto done;
     }
     st = pngd_guarded(c, opts, lim, err);
