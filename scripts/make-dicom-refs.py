@@ -12,8 +12,10 @@ the first line of its stderr.
 
 The options follow medscreen's documented default (include/medscreen/loader.h):
   * Modality LUT (rescale or Modality LUT Sequence): applied, dcm2pnm's default (+M).
-  * VOI: the first Window Center/Width if the file has one (+Wi 1); else the first VOI LUT
-    Sequence item (+Wl 1); else a min-max window over the frame (+Wm). Colour: none.
+  * VOI: the first Window Center/Width if the file has one (+Wi 1); else, for enhanced
+    multi-frame objects, the frame's window from the functional groups (+Ww c w); else the
+    first VOI LUT Sequence item (+Wl 1); else a min-max window over the frame (+Wm).
+    Colour: none.
   * Presentation LUT Shape and MONOCHROME1: dcm2pnm renders them by default.
   * Overlays: off (-O); medscreen never burns overlays into the pixels.
 JPEG 2000 and HTJ2K (1.2.840.10008.1.2.4.90/.91/.201/.202/.203), which dcm2pnm cannot decode,
@@ -80,6 +82,7 @@ def first_value(v):
 def header_facts(pydicom, path):
     """Header facts with pydicom, tolerant of odd files. Returns (facts dict, error text)."""
     facts = {"ts": "", "photometric": "", "frames": 1, "has_window": False, "has_voi_lut": False,
+             "fg_window": {}, "window": None, "has_modality_lut": False,
              "bits_alloc": "", "bits_stored": "", "pixel_rep": "", "spp": "", "rows": "",
              "cols": "", "modality": "", "frames_raw": "", "slope": "", "intercept": ""}
     try:
@@ -104,8 +107,25 @@ def header_facts(pydicom, path):
         facts["frames"] = 1
     wc, ww = first_value(get("WindowCenter")), first_value(get("WindowWidth"))
     facts["has_window"] = wc != "" and ww != ""
+    try:
+        facts["window"] = (float(wc), float(ww)) if facts["has_window"] else None
+    except ValueError:
+        facts["window"] = None
+    facts["has_modality_lut"] = get("ModalityLUTSequence") is not None
     voi = get("VOILUTSequence")
-    facts["has_voi_lut"] = voi is not None and len(voi) > 0
+    # An item with an empty LUT Descriptor or LUT Data is no VOI LUT (some test files carry one).
+    try:
+        facts["has_voi_lut"] = (voi is not None and len(voi) > 0
+                                and voi[0].get("LUTDescriptor") not in (None, "", [])
+                                and voi[0].get("LUTData") not in (None, b"", "", []))
+    except Exception:
+        facts["has_voi_lut"] = False
+    facts["fg_window"] = {}
+    if not facts["has_window"]:
+        for k in {0, facts["frames"] - 1}:
+            cw = functional_group_window(get, k)
+            if cw is not None:
+                facts["fg_window"][k] = cw
     for key, kw in (("bits_alloc", "BitsAllocated"), ("bits_stored", "BitsStored"),
                     ("pixel_rep", "PixelRepresentation"), ("spp", "SamplesPerPixel"),
                     ("rows", "Rows"), ("cols", "Columns"), ("modality", "Modality"),
@@ -114,13 +134,62 @@ def header_facts(pydicom, path):
     return facts, ""
 
 
-def voi_option(facts):
+def functional_group_window(get, k):
+    """Window of frame k of an enhanced multi-frame object (PS3.3 C.7.6.16.2.10 Frame VOI LUT
+    Macro), from its Per-Frame or the Shared Functional Groups; None when there is none."""
+    for kw, index in (("PerFrameFunctionalGroupsSequence", k),
+                      ("SharedFunctionalGroupsSequence", 0)):
+        try:
+            seq = get(kw)
+            if seq is None or len(seq) <= index:
+                continue
+            voi = seq[index].get("FrameVOILUTSequence")
+            if voi is None or len(voi) == 0:
+                continue
+            c, w = first_value(voi[0].get("WindowCenter")), first_value(voi[0].get("WindowWidth"))
+            if c != "" and w != "":
+                return float(c), float(w)
+        except Exception:
+            continue
+    return None
+
+
+def linear_rescale(facts):
+    """(slope, intercept) of a plain positive rescale that DCMTK would round to integers
+    (non-integer slope or intercept, no Modality LUT Sequence); None otherwise."""
+    try:
+        m = float(facts["slope"]) if facts["slope"] else 1.0
+        b = float(facts["intercept"]) if facts["intercept"] else 0.0
+    except ValueError:
+        return None
+    if facts["has_modality_lut"] or m <= 0 or (m == round(m) and b == round(b)):
+        return None
+    return m, b
+
+
+def voi_option(facts, k=0):
+    """dcm2pnm options for frame k. DCMTK 3.6.7 rounds rescaled (modality) values to integers,
+    which costs up to one modality unit: negligible for wide windows (the table's tolerance
+    states it), fatal for PET/RT images whose whole range is below 1 (slopes of 1e-6..1e-8).
+    Where that matters the rescale is taken out (-M) and the window mapped into stored values,
+    which is exact for min-max and differs from LINEAR in modality units only by O(1/w')."""
     if not facts["photometric"].startswith("MONOCHROME") and facts["photometric"] != "":
         return []
+    lin = linear_rescale(facts)
     if facts["has_window"]:
+        if lin is not None and facts["window"] is not None and facts["window"][1] < 64:
+            (c, w), (m, b) = facts["window"], lin
+            return ["-M", "+Ww", repr((c - b) / m), repr(w / m)]
         return ["+Wi", "1"]
+    if k in facts["fg_window"]:
+        # dcm2pnm does not read functional-group windows itself, but it does apply the
+        # functional-group rescale, so the window passes through unchanged.
+        c, w = facts["fg_window"][k]
+        return ["+Ww", repr(c), repr(w)]
     if facts["has_voi_lut"]:
         return ["+Wl", "1"]
+    if lin is not None:
+        return ["-M", "+Wm"]  # a positive linear map commutes with min-max: same result
     return ["+Wm"]
 
 
@@ -165,7 +234,6 @@ def reference_one(job):
     primary failure stays in the stderr column either way."""
     name, path, facts, hdr_err, out_dir, tools = job
     frames = [0] if facts["frames"] <= 1 else [0, facts["frames"] - 1]
-    voi = voi_option(facts)
     tool = "dcm2pnm"
     if facts["ts"] in JPEG_SYNTAXES:
         tool = "dcmj2pnm"
@@ -177,6 +245,7 @@ def reference_one(job):
     rows = []
     try:
         for k in frames:
+            voi = voi_option(facts, k)
             out = os.path.join(out_dir, "%s.f%d.pnm" % (name, k))
             rc, err, chain = 1, "", tool
             if not j2k:
