@@ -395,6 +395,41 @@ assert recs[2]["error"]["code"] == "no_pixel_data", recs[2]
         pycheck 'assert recs[0]["frame"] == 1, recs'
     fi
     ;;
+verbose)
+    # A DICOM with an invalid window: the library warns through the log callback, which the
+    # CLI prints on stderr only with -v.
+    need_python
+    "$PY" - "$D/badwin.dcm" <<'PY' || skip "python3-pydicom is needed to write the fixture"
+import sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+m = FileMetaDataset()
+m.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+m.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1234.9.1"
+m.TransferSyntaxUID = ExplicitVRLittleEndian
+ds = Dataset()
+ds.file_meta, ds.preamble = m, b"\0" * 128
+ds.is_little_endian, ds.is_implicit_VR = True, False
+ds.SOPClassUID, ds.SOPInstanceUID = m.MediaStorageSOPClassUID, m.MediaStorageSOPInstanceUID
+ds.Modality, ds.Rows, ds.Columns, ds.SamplesPerPixel = "OT", 2, 2, 1
+ds.PhotometricInterpretation = "MONOCHROME2"
+ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+ds.WindowCenter, ds.WindowWidth = "10", "0"
+ds.PixelData = bytes([0, 50, 100, 200])
+ds.save_as(sys.argv[1])
+PY
+    need_decoder "$D/badwin.dcm"
+    run info "$D/badwin.dcm"
+    expect_rc 0
+    err_empty
+    run -v info "$D/badwin.dcm"
+    expect_rc 0
+    err_has "medscreen: warning: $D/badwin.dcm: "
+    err_prefixed
+    run info --verbose "$D/badwin.dcm"
+    expect_rc 0
+    err_has "medscreen: warning: "
+    ;;
 fatal_output)
     [ -w /dev/full ] || skip "no /dev/full"
     "$MS" info --json "$FX/notimage.txt" >/dev/full 2>"$D/err"
