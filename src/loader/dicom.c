@@ -169,9 +169,14 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
                        name, a->encapsulated ? "encapsulated" : "native", d->ts->name);
     if (!a->has_bits_allocated)
         return ms_fail(err, MS_EFORMAT, "%s: Bits Allocated is missing", name);
-    if (a->bits_allocated != 8 && a->bits_allocated != 16 && a->bits_allocated != 32)
-        return ms_fail(err, MS_EUNSUPPORTED, "%s: Bits Allocated is %u, expected 8, 16 or 32",
+    if (a->bits_allocated != 1 && a->bits_allocated != 8 && a->bits_allocated != 16 &&
+        a->bits_allocated != 32)
+        return ms_fail(err, MS_EUNSUPPORTED, "%s: Bits Allocated is %u, expected 1, 8, 16 or 32",
                        name, (unsigned)a->bits_allocated);
+    if (a->bits_allocated == 1 && (a->encapsulated || a->samples_per_pixel > 1 ||
+                                   !is_mono(a->photometric)))
+        return ms_fail(err, MS_EUNSUPPORTED,
+                       "%s: 1-bit pixel data are supported only native and monochrome", name);
     if (!a->has_bits_stored) a->bits_stored = a->bits_allocated;
     if (!a->has_high_bit) a->high_bit = (uint16_t)(a->bits_stored - 1u);
     if (a->bits_stored == 0 || a->bits_stored > a->bits_allocated)
@@ -208,9 +213,6 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
     if (photometric_is(a, "PALETTE COLOR") && a->has_segmented_palette)
         return ms_fail(err, MS_EUNSUPPORTED, "%s: segmented palette colour LUTs are not supported",
                        name);
-    if (a->samples_per_pixel == 3 && a->bits_allocated > 16)
-        return ms_fail(err, MS_EUNSUPPORTED, "%s: %u-bit colour samples are not supported", name,
-                       (unsigned)a->bits_allocated);
     if (!a->encapsulated && (photometric_is(a, "YBR_PARTIAL_420") ||
                              (photometric_is(a, "YBR_PARTIAL_422"))))
         return ms_fail(err, MS_EUNSUPPORTED, "%s: native %s pixel data are not supported", name,
@@ -224,9 +226,10 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
     /* Native YBR_FULL_422 stores two samples per pixel (PS3.3 C.7.6.3.1.2). */
     size_t samples = (!a->encapsulated && photometric_is(a, "YBR_FULL_422")) ? 2u
                                                                               : a->samples_per_pixel;
-    size_t n;
+    size_t n; /* 1-bit frames are unpacked to a byte per pixel */
+    size_t bytes_per_sample = a->bits_allocated == 1 ? 1u : a->bits_allocated / 8u;
     if (!ms_mul_size((size_t)a->rows, (size_t)a->columns, &n) || !ms_mul_size(n, samples, &n) ||
-        !ms_mul_size(n, a->bits_allocated / 8u, &n))
+        !ms_mul_size(n, bytes_per_sample, &n))
         return ms_fail(err, MS_EOVERFLOW, "%s: frame size overflows", name);
     if (n > d->lim.max_decoded_bytes)
         return ms_fail(err, MS_ELIMIT, "%s: one frame decodes to %zu bytes, limit is %llu", name,
@@ -277,7 +280,7 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
                                 uint16_t *j2k_precision, ms_err *err) {
     ms_dcm_attrs *a = &d->attrs;
     if (d->ts->codec != TS_J2K) {
-        if (!a->encapsulated) {
+        if (!a->encapsulated && a->bits_allocated != 1) {
             uint64_t need = ((uint64_t)frame + 1u) * d->frame_bytes;
             if (a->pixel_data_length < need)
                 return ms_fail(err, MS_EFORMAT,
@@ -465,10 +468,19 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
     bool gray_out = opts->color == MS_COLOR_GRAY;
     bool mono = is_mono(model);
     st = ms_image_create(a->columns, a->rows, gray_out ? 1 : 3, &img, err);
-    if (st != MS_OK) goto fail;
+    if (st != MS_OK) {
+        st = ms_fail(err, st, "%s: %s", d->name, err ? err->msg : "cannot allocate image");
+        goto fail;
+    }
     fill_provenance(d, opts->frame, &img->prov);
     ms_sample_layout layout = {a->bits_allocated, a->bits_stored, a->high_bit,
                                a->pixel_representation == 1};
+    if (a->bits_allocated == 1) { /* unpacked to bytes of 0 or 1 */
+        layout.bits_allocated = 8;
+        layout.bits_stored = 1;
+        layout.high_bit = 0;
+        layout.is_signed = false;
+    }
     if (d->ts->codec == TS_J2K) {
         /* OpenJPEG gives integers; they are the stored values, right-aligned. When the
          * codestream is more precise than Bits Stored claims, masking would wrap the

@@ -33,6 +33,8 @@ namespace {
 struct DcmtkGlobals {
     DcmtkGlobals() {
         OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        // Some writers announce Explicit VR but write Implicit VR; read them as pydicom does.
+        dcmAcceptUnexpectedImplicitEncoding.set(OFTrue);
         // YBR JPEG is converted to RGB as the photometric interpretation asks; the
         // decoded colour model is reported back by getUncompressedFrame.
         DJDecoderRegistration::registerCodecs();
@@ -309,6 +311,23 @@ ms_status open_impl(const uint8_t *data, size_t size, const char *name, ms_dcmtk
     return MS_OK;
 }
 
+// Native 1-bit frames (PS3.5 8.1.1: packed from the least significant bit, frames not
+// byte-aligned) unpacked to one byte per pixel.
+ms_status native_bit_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t pixels,
+                           uint8_t *buf, ms_err *err) {
+    Uint8 *bytes = NULL;
+    uint64_t first = (uint64_t)frame * pixels, end_bit = first + pixels;
+    if (px->getUint8Array(bytes).bad() || bytes == NULL ||
+        (uint64_t)px->getLength() * 8u < end_bit)
+        return ms_fail(err, MS_EFORMAT, "%s: frame %u is beyond the 1-bit pixel data", d->name,
+                       frame);
+    for (size_t i = 0; i < pixels; i++) {
+        uint64_t bit = first + i;
+        buf[i] = (uint8_t)((bytes[bit >> 3] >> (bit & 7u)) & 1u);
+    }
+    return MS_OK;
+}
+
 // Native 8-bit frames copied straight from the element: DCMTK's frame API refuses native
 // YBR_FULL_422, whose frames hold two samples per pixel.
 ms_status native_bytes_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t frame_bytes,
@@ -335,6 +354,12 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
     Uint16 bits_allocated = 0;
     d->dataset->findAndGetOFString(DCM_PhotometricInterpretation, pi);
     d->dataset->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
+    bool native = !DcmXfer(d->dataset->getOriginalXfer()).isEncapsulated();
+    if (bits_allocated == 1 && native) {
+        ms_str_copy(color_model, 17, pi.c_str());
+        *planar = 0;
+        return native_bit_frame(d, px, frame, frame_bytes, (uint8_t *)buf, err);
+    }
     if (pi == "YBR_FULL_422" && bits_allocated == 8 &&
         !DcmXfer(d->dataset->getOriginalXfer()).isEncapsulated()) {
         ms_str_copy(color_model, 17, "YBR_FULL_422");

@@ -77,6 +77,8 @@ ms_status ms_dcmtk_get_frame_values(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_va
 
 /* Decodes frame (0-based) of native, deflated, JPEG, JPEG-LS or RLE pixel data into buf
  * (frame_bytes: the size of one frame as stored natively; buf_size >= frame_bytes, even).
+ * Native 1-bit data come out as one byte (0 or 1) per pixel; frame_bytes is then the
+ * number of pixels.
  * Samples come out in host byte order. color_model receives the photometric interpretation
  * of the decoded samples (a JPEG decoder may have converted YBR to RGB) and
  * *planar_configuration the layout of the decoded samples.

@@ -186,11 +186,11 @@ static inline void put_pixel(float *out, size_t plane, size_t i, bool gray, floa
 ms_status ms_color_to_float(const ms_color_params *p, const void *raw, int32_t width,
                             int32_t height, bool gray, float *out, ms_err *err) {
     const ms_sample_layout *l = &p->layout;
-    if (!layout_valid(l) || l->bits_allocated > 16 || width <= 0 || height <= 0)
+    if (!layout_valid(l) || width <= 0 || height <= 0)
         return ms_fail(err, MS_EINVAL, "invalid colour layout");
     size_t plane = (size_t)width * (size_t)height;
     uint16_t ba = l->bits_allocated;
-    float scale = 1.0f / (float)((1u << l->bits_stored) - 1u);
+    float scale = (float)(1.0 / (double)((1ull << l->bits_stored) - 1u));
 
     if (p->model == MS_CM_PALETTE) {
         const ms_dcm_lut *lut = p->palette;

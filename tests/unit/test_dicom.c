@@ -602,6 +602,38 @@ static void test_color(void **state) {
     free(b.p);
 }
 
+/* 1-bit data: packed from the least significant bit, frames not byte-aligned (PS3.5 8.1.1). */
+static void test_one_bit(void **state) {
+    (void)state;
+    enum { R = 3, C = 5, F = 3 }; /* 15 bits a frame: frames 1 and 2 start mid-byte */
+    uint8_t packed[(R * C * F + 7) / 8 + 1] = {0};
+    bool bits[R * C * F];
+    for (int i = 0; i < R * C * F; i++) {
+        bits[i] = ((i * 7) % 5) < 2;
+        if (bits[i]) packed[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+    spec s;
+    memset(&s, 0, sizeof s);
+    s.encoding = EXPLICIT_LE;
+    s.photometric = "MONOCHROME2";
+    s.rows = R;
+    s.cols = C;
+    s.frames = F;
+    s.spp = 1;
+    s.bits_alloc = s.bits_stored = 1;
+    s.pixels = packed;
+    s.pixel_bytes = sizeof packed;
+    buf b = make_dicom(&s);
+    for (uint32_t f = 0; f < F; f++) {
+        ms_decode_opts o = ms_decode_opts_default();
+        o.frame = f;
+        ms_image *img = decode_ok(&b, &o);
+        for (int i = 0; i < R * C; i++) expect_near(img->data[i], bits[f * R * C + i] ? 1 : 0, 0);
+        ms_image_destroy(img);
+    }
+    free(b.p);
+}
+
 static void expect_error(const buf *b, const ms_limits *lim, ms_status want, const char *needle) {
     ms_err err = {0};
     ms_status st = decode_status(b, lim, &err);
@@ -833,6 +865,7 @@ int main(void) {
         cmocka_unit_test(test_lut_sequences),
         cmocka_unit_test(test_frames_and_encodings),
         cmocka_unit_test(test_color),
+        cmocka_unit_test(test_one_bit),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_deflate),
