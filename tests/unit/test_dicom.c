@@ -628,7 +628,7 @@ static void test_one_bit(void **state) {
         ms_decode_opts o = ms_decode_opts_default();
         o.frame = f;
         ms_image *img = decode_ok(&b, &o);
-        for (int i = 0; i < R * C; i++) expect_near(img->data[i], bits[f * R * C + i] ? 1 : 0, 0);
+        for (int i = 0; i < R * C; i++) expect_near(img->data[i], bits[f * R * C + (uint32_t)i] ? 1 : 0, 0);
         ms_image_destroy(img);
     }
     free(b.p);
