@@ -28,6 +28,12 @@ struct ms_dcmtk {
 
 namespace {
 
+// DCMTK numbers fragments like the items of the pixel sequence: item 0 is the offset table.
+const unsigned long MS_DCMTK_FRAGMENT_BASE = 0;
+
+ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, uint32_t frames,
+                          bool j2k, unsigned long *first, unsigned long *last, ms_err *err);
+
 // Codec registration and log silencing are process-wide in DCMTK; C++11 guarantees this
 // static is initialised once even when several threads open files at the same time.
 struct DcmtkGlobals {
@@ -366,7 +372,19 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
         *planar = 0;
         return native_bytes_frame(d, px, frame, frame_bytes, buf, err);
     }
-    Uint32 start_fragment = 0; // 0: DCMTK finds it from the offset table or by counting
+    // DCMTK finds a frame's first fragment itself only when frames are read in order or the
+    // offset table is filled; find it here so that any frame can be read on its own.
+    Uint32 start_fragment = 0;
+    DcmPixelSequence *seq = NULL;
+    if (!native && pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).good() &&
+        seq != NULL && frame > 0) {
+        Sint32 nframes = 1;
+        d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes);
+        unsigned long first = 0, last = 0;
+        if (nframes > 1 &&
+            frame_fragments(d, seq, frame, (uint32_t)nframes, false, &first, &last, NULL) == MS_OK)
+            start_fragment = (Uint32)(first - MS_DCMTK_FRAGMENT_BASE);
+    }
     OFString model;
     OFCondition cond = pd->getUncompressedFrame(d->dataset, frame, start_fragment, buf,
                                                 (Uint32)buf_size, model, NULL);
@@ -385,17 +403,19 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
     return MS_OK;
 }
 
-bool is_soc(DcmPixelItem *item) {
+// Does a fragment begin a codestream? JPEG 2000: SOC + SIZ; JPEG and JPEG-LS: SOI.
+bool starts_frame(DcmPixelItem *item, bool j2k) {
     Uint8 *p = NULL;
-    return item->getLength() >= 4 && item->getUint8Array(p).good() && p != NULL &&
-           p[0] == 0xFF && p[1] == 0x4F && p[2] == 0xFF && p[3] == 0x51;
+    if (item->getLength() < 4 || item->getUint8Array(p).bad() || p == NULL) return false;
+    if (j2k) return p[0] == 0xFF && p[1] == 0x4F && p[2] == 0xFF && p[3] == 0x51;
+    return p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
 }
 
 // Which fragments (1-based item indices, [first, last]) hold a frame: PS3.5 A.4. Uses the
 // Basic Offset Table when it has one entry per frame, else one fragment per frame, else a
-// single frame in all fragments, else JPEG 2000 start-of-codestream markers.
+// single frame in all fragments, else the codestream start markers (SOC or SOI).
 ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, uint32_t frames,
-                          unsigned long *first, unsigned long *last, ms_err *err) {
+                          bool j2k, unsigned long *first, unsigned long *last, ms_err *err) {
     unsigned long items = seq->card();
     if (items < 2) return ms_fail(err, MS_EFORMAT, "%s: encapsulated pixel data have no fragments", d->name);
     unsigned long nfrag = items - 1;
@@ -446,12 +466,12 @@ ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, ui
     for (unsigned long i = 1; i <= nfrag; i++) {
         DcmPixelItem *it = NULL;
         if (seq->getItem(it, i).bad() || it == NULL) break;
-        if (!is_soc(it)) continue;
+        if (!starts_frame(it, j2k)) continue;
         if (seen == frame) {
             unsigned long j = i + 1;
             for (; j <= nfrag; j++) {
                 DcmPixelItem *nx = NULL;
-                if (seq->getItem(nx, j).bad() || nx == NULL || is_soc(nx)) break;
+                if (seq->getItem(nx, j).bad() || nx == NULL || starts_frame(nx, j2k)) break;
             }
             *first = i;
             *last = j - 1;
@@ -477,7 +497,7 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
     if (d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes).bad() || nframes < 1)
         nframes = 1;
     unsigned long first = 0, last = 0;
-    ms_status st = frame_fragments(d, seq, frame, (uint32_t)nframes, &first, &last, err);
+    ms_status st = frame_fragments(d, seq, frame, (uint32_t)nframes, true, &first, &last, err);
     if (st != MS_OK) return st;
     size_t total = 0;
     for (unsigned long i = first; i <= last; i++) {
