@@ -13,7 +13,8 @@
  * Expectation table (TSV; '#' comments): file <TAB> outcome <TAB> tolerance <TAB> why
  *   ok          decodes; header matches; pixels within tolerance of the reference.
  *   ok-noref    decodes and header matches, but no reference tool decodes it (why says which
- *               and how they fail); pixels are only checked to be finite and in [0, 1].
+ *               and how they fail); pixels are only checked to be finite and in [0, 1]. With a
+ *               tolerance, frames that do have a reference are compared as for "ok".
  *   error NAME  ms_source_open_file or ms_source_decode (frame 0) fails with ms_status_name
  *               NAME (e.g. "error format").
  *   xfail       a suspected decoder bug (why has the evidence): checked as "ok"; a failure is
@@ -637,7 +638,8 @@ static bool run_file(ctx *cx, const char *file, const expect_row *e, char *detai
                 snprintf(fr, sizeof fr, "%u", frames[k]);
                 size_t rrow = find_row(&cx->refs, cx->refs_file, file, fr, cx->refs_frame);
                 const char *rst = table_get(&cx->refs, rrow, cx->refs_status);
-                if (e->out == OUT_OK_NOREF) {
+                bool have_ref = rrow != SIZE_MAX && strcmp(rst, "0") == 0;
+                if (e->out == OUT_OK_NOREF && !(have_ref && e->tol >= 0)) {
                     snprintf(msg, sizeof msg, "frame %u: decoded (%dx%d, voi %s), no reference%s",
                              frames[k], img->width, img->height, ms_voi_kind_name(img->prov.voi),
                              strcmp(rst, "0") == 0 ? " (NOTE: a reference now exists)" : "");
