@@ -256,8 +256,8 @@ static int emit_json_ok(const char *path, uint32_t frame, uint32_t nframes, cons
 }
 
 /* frame < 0: the input failed before a frame was chosen. */
-static int emit_json_error(const char *path, const ms_source *src, int64_t frame,
-                           uint32_t nframes, const ms_err *err) {
+static int emit_json_error(const char *path, const ms_source *src, int64_t frame, uint32_t nframes,
+                           const ms_err *err) {
     cli_json o, sub;
     cli_json_init(&o);
     json_common(&o, path, "error");

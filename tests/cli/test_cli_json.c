@@ -39,7 +39,8 @@ static void test_escape_ascii(void **state) {
 static void test_escape_utf8(void **state) {
     (void)state;
     /* Valid UTF-8 passes through: e-acute, euro sign, U+1F600. */
-    expect_escape("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+    expect_escape("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+                  "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
     /* Stray continuation, lone lead byte, overlong '/', surrogate, above U+10FFFF,
      * truncated sequence at the end: each bad byte becomes U+FFFD. */
     expect_escape("\x80", "\"\\ufffd\"");
@@ -85,11 +86,10 @@ static void test_object_sorted(void **state) {
     cli_json_obj(&o, "empty", &empty);
     cli_buf b = {0};
     assert_true(cli_json_render(&o, &b));
-    assert_string_equal(b.p,
-                        "{\"alpha\":-3,\"beta\":true,\"empty\":{},\"gamma\":null,"
-                        "\"mid\":18446744073709551615,\"nullstr\":null,"
-                        "\"obj\":{\"big\":1.23457e+08,\"inf\":null,\"int\":42,\"nan\":null,"
-                        "\"x\":1e-07,\"y\":0.1},\"zeta\":\"z\"}");
+    assert_string_equal(b.p, "{\"alpha\":-3,\"beta\":true,\"empty\":{},\"gamma\":null,"
+                             "\"mid\":18446744073709551615,\"nullstr\":null,"
+                             "\"obj\":{\"big\":1.23457e+08,\"inf\":null,\"int\":42,\"nan\":null,"
+                             "\"x\":1e-07,\"y\":0.1},\"zeta\":\"z\"}");
     cli_buf_free(&b);
     cli_json_free(&o);
 }
@@ -111,8 +111,8 @@ static void test_buf_printf_long(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escape_ascii),   cmocka_unit_test(test_escape_utf8),
-        cmocka_unit_test(test_text_escape),    cmocka_unit_test(test_object_sorted),
+        cmocka_unit_test(test_escape_ascii),    cmocka_unit_test(test_escape_utf8),
+        cmocka_unit_test(test_text_escape),     cmocka_unit_test(test_object_sorted),
         cmocka_unit_test(test_buf_printf_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
