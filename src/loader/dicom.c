@@ -451,18 +451,26 @@ static ms_status mono_frame(ms_dicom *d, const ms_dcm_frame_values *fv,
 ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_image **out,
                                 ms_err *err) {
     const ms_dcm_attrs *a = &d->attrs;
-    size_t raw_size = d->frame_bytes + (d->frame_bytes & 1u); /* DCMTK wants an even size */
-    void *raw = ms_malloc(raw_size);
+    void *owned = NULL;
+    const void *raw = NULL;
     ms_image *img = NULL;
-    ms_status st;
-    if (raw == NULL) {
-        st = ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes for a frame", d->name, raw_size);
-        goto fail;
-    }
     char model[17] = "";
-    uint16_t planar = 0, j2k_precision = 0;
-    st = decode_samples(d, opts->frame, raw, raw_size, model, &planar, &j2k_precision, err);
-    if (st != MS_OK) goto fail;
+    uint16_t planar = a->planar_configuration, j2k_precision = 0;
+    /* Native little-endian frames are read where DCMTK holds them: no copy. */
+    ms_status st = ms_dcmtk_native_frame_view(d->dcmtk, opts->frame, d->frame_bytes, &raw, err);
+    if (st != MS_OK && st != MS_EUNSUPPORTED) goto fail;
+    if (st == MS_EUNSUPPORTED) {
+        size_t raw_size = d->frame_bytes + (d->frame_bytes & 1u); /* DCMTK wants an even size */
+        owned = ms_malloc(raw_size);
+        if (owned == NULL) {
+            st = ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes for a frame", d->name,
+                         raw_size);
+            goto fail;
+        }
+        st = decode_samples(d, opts->frame, owned, raw_size, model, &planar, &j2k_precision, err);
+        if (st != MS_OK) goto fail;
+        raw = owned;
+    }
     if (model[0] == '\0') ms_str_copy(model, sizeof model, a->photometric);
 
     bool gray_out = opts->color == MS_COLOR_GRAY;
@@ -532,11 +540,11 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
         img->prov.voi = MS_VOI_NONE;
         img->prov.rescale_slope = 1.0;
     }
-    ms_free(raw);
+    ms_free(owned);
     *out = img;
     return MS_OK;
 fail:
     ms_image_destroy(img);
-    ms_free(raw);
+    ms_free(owned);
     return st;
 }

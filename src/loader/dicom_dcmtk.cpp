@@ -483,6 +483,35 @@ ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, ui
                    d->name, frame, nfrag, frames);
 }
 
+ms_status native_view_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, const void **out,
+                           ms_err *err) {
+    E_TransferSyntax xfer = d->dataset->getOriginalXfer();
+    DcmXfer x(xfer);
+    Uint16 bits_allocated = 0;
+    d->dataset->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
+    DcmElement *px = NULL;
+    if (x.isEncapsulated() || x.getByteOrder() != EBO_LittleEndian ||
+        (bits_allocated != 8 && bits_allocated != 16) ||
+        d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
+        return MS_EUNSUPPORTED; /* not an error: the caller decodes instead */
+    uint64_t end = ((uint64_t)frame + 1u) * frame_bytes;
+    if (px->getLength() < end)
+        return ms_fail(err, MS_EFORMAT, "%s: pixel data have %u bytes, frame %u needs %llu (truncated?)",
+                       d->name, (unsigned)px->getLength(), frame, (unsigned long long)end);
+    const Uint8 *base = NULL;
+    if (px->getVR() == EVR_OW) {
+        Uint16 *w = NULL;
+        if (px->getUint16Array(w).bad() || w == NULL) return MS_EUNSUPPORTED;
+        base = reinterpret_cast<const Uint8 *>(w);
+    } else {
+        Uint8 *b = NULL;
+        if (px->getUint8Array(b).bad() || b == NULL) return MS_EUNSUPPORTED;
+        base = b;
+    }
+    *out = base + (size_t)frame * frame_bytes;
+    return MS_OK;
+}
+
 ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_t **out,
                          size_t *out_size, ms_err *err) {
     DcmElement *px = NULL;
@@ -579,6 +608,11 @@ extern "C" ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, size_t f
                                            uint16_t *planar_configuration, ms_err *err) {
     MS_DCMTK_GUARD(d->name, return decode_frame_impl(d, frame, frame_bytes, buf, buf_size,
                                                      color_model, planar_configuration, err);)
+}
+
+extern "C" ms_status ms_dcmtk_native_frame_view(ms_dcmtk *d, uint32_t frame, size_t frame_bytes,
+                                                const void **out, ms_err *err) {
+    MS_DCMTK_GUARD(d->name, return native_view_impl(d, frame, frame_bytes, out, err);)
 }
 
 extern "C" ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes,

@@ -88,6 +88,13 @@ ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, size_t frame_bytes,
                                 char color_model[17], uint16_t *planar_configuration,
                                 ms_err *err);
 
+/* Zero-copy access to one frame of native little-endian 8- or 16-bit pixel data: *out
+ * points into the parsed data set (host byte order) and stays valid until ms_dcmtk_close.
+ * Returns MS_EUNSUPPORTED when the data need decoding or byte swapping (encapsulated, big
+ * endian, 1-bit, 32-bit); use ms_dcmtk_decode_frame then. Errors: MS_EFORMAT (too short). */
+ms_status ms_dcmtk_native_frame_view(ms_dcmtk *d, uint32_t frame, size_t frame_bytes,
+                                     const void **out, ms_err *err);
+
 /* For codecs DCMTK lacks (JPEG 2000, HTJ2K): the compressed bytes of one frame, i.e. its
  * fragments concatenated. *out is ms_malloc'd and belongs to the caller.
  * Errors: MS_EFORMAT (no such frame, empty fragments), MS_ELIMIT, MS_ENOMEM. */

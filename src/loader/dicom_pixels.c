@@ -113,6 +113,56 @@ static void modality_range(const ms_mono_params *p, const void *raw, size_t n, u
     *hi = mx;
 }
 
+/* When the whole grayscale pipeline is y = clamp(a * stored + b, 0, 1) (identity or rescale
+ * modality, a LINEAR or LINEAR_EXACT window, optional inversion), it vectorises; the lookup
+ * table's gather does not. Equal to the table up to float rounding (about 1e-7). */
+static bool affine_form(const ms_mono_params *p, double c, double w, double *a, double *b) {
+    if (p->modality == MS_MODLUT_SEQUENCE || p->voi == MS_VOI_LUT_SEQUENCE) return false;
+    if (p->voi_function == MS_VOI_FN_SIGMOID) return false;
+    double slope = p->modality == MS_MODLUT_RESCALE ? p->slope : 1.0;
+    double icpt = p->modality == MS_MODLUT_RESCALE ? p->intercept : 0.0;
+    double lo, den; /* y = (x - lo) / den, clamped; x = slope * s + icpt */
+    if (p->voi_function == MS_VOI_FN_LINEAR_EXACT) {
+        lo = c - w / 2;
+        den = w;
+    } else {
+        lo = c - 0.5 - (w - 1) / 2;
+        den = w - 1;
+        if (!(den > 0)) return false; /* width 1 is a step; the table handles it */
+    }
+    *a = slope / den;
+    *b = (icpt - lo) / den;
+    if (p->invert) {
+        *a = -*a;
+        *b = 1.0 - *b;
+    }
+    return true;
+}
+
+static void affine_map(const ms_sample_layout *l, const void *raw, size_t n, float a, float b,
+                       float *restrict out) {
+    unsigned shift = (unsigned)(l->high_bit + 1u - l->bits_stored);
+    int32_t mask = (int32_t)((1u << l->bits_stored) - 1u);
+    int32_t sign = l->is_signed ? (int32_t)(1u << (l->bits_stored - 1u)) : 0;
+    if (l->bits_allocated == 8) {
+        const uint8_t *restrict r = raw;
+        for (size_t i = 0; i < n; i++) {
+            int32_t v = (((int32_t)r[i] >> shift) & mask);
+            v = (v ^ sign) - sign; /* sign-extend from bits_stored */
+            float y = (float)v * a + b;
+            out[i] = y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y;
+        }
+    } else {
+        const uint16_t *restrict r = raw;
+        for (size_t i = 0; i < n; i++) {
+            int32_t v = (((int32_t)r[i] >> shift) & mask);
+            v = (v ^ sign) - sign;
+            float y = (float)v * a + b;
+            out[i] = y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y;
+        }
+    }
+}
+
 ms_status ms_mono_to_float(const ms_mono_params *p, const void *raw, size_t n, float *out,
                            double *center, double *width, ms_err *err) {
     ms_status st = check_mono(p, err);
@@ -138,7 +188,10 @@ ms_status ms_mono_to_float(const ms_mono_params *p, const void *raw, size_t n, f
     }
     bool flat = q.voi == MS_VOI_AUTO_MINMAX && w == 0;
 
-    if (small) {
+    double a, b;
+    if (!flat && small && affine_form(&q, c, w, &a, &b)) {
+        affine_map(&q.layout, raw, n, (float)a, (float)b, out);
+    } else if (small) {
         table = ms_malloc(codes * sizeof *table);
         if (table == NULL) return ms_fail(err, MS_ENOMEM, "cannot allocate lookup table");
         for (size_t code = 0; code < codes; code++)
