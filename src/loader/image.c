@@ -50,6 +50,26 @@ ms_status ms_check_dimensions(const char *name, uint64_t width, uint64_t height,
     return MS_OK;
 }
 
+ms_status ms_codec_args(const char *kind, const uint8_t *data, size_t size, const char **name,
+                        const ms_decode_opts **opts, const ms_limits **lim,
+                        ms_limits *lim_storage, ms_image **out, ms_err *err) {
+    static const ms_decode_opts default_opts = {0, MS_COLOR_GRAY, 0, false, 0, 0, MS_VOI_FN_LINEAR};
+    if (*name == NULL) *name = "<memory>";
+    if (*opts == NULL) *opts = &default_opts;
+    if (*lim == NULL) {
+        *lim_storage = ms_limits_default();
+        *lim = lim_storage;
+    }
+    if (out == NULL || (data == NULL && size != 0))
+        return ms_fail(err, MS_EINVAL, "%s: NULL argument to the %s decoder", *name, kind);
+    if ((*opts)->frame != 0)
+        return ms_fail(err, MS_EINVAL, "%s: frame %u requested, a %s has 1 frame", *name,
+                       (*opts)->frame, kind);
+    if ((*opts)->color != MS_COLOR_GRAY && (*opts)->color != MS_COLOR_RGB)
+        return ms_fail(err, MS_EINVAL, "%s: unknown colour mode %d", *name, (int)(*opts)->color);
+    return MS_OK;
+}
+
 ms_decode_opts ms_decode_opts_default(void) {
     ms_decode_opts o;
     memset(&o, 0, sizeof o);

@@ -315,21 +315,12 @@ static ms_status jpgd_guarded(j_decompress_ptr cinfo, jpgd_ctx *c, const uint8_t
 ms_status ms_jpeg_decode(const uint8_t *data, size_t size, const char *name,
                          const ms_decode_opts *opts, const ms_limits *lim, ms_image **out,
                          ms_err *err) {
-    ms_decode_opts defopts = ms_decode_opts_default();
-    ms_limits deflim = ms_limits_default();
-    if (name == NULL) name = "<memory>";
-    if (opts == NULL) opts = &defopts;
-    if (lim == NULL) lim = &deflim;
-    if (out == NULL || (data == NULL && size != 0))
-        return ms_fail(err, MS_EINVAL, "%s: NULL argument to the JPEG decoder", name);
-    if (opts->frame != 0)
-        return ms_fail(err, MS_EINVAL, "%s: frame %u requested, a JPEG has 1 frame", name,
-                       opts->frame);
-    if (opts->color != MS_COLOR_GRAY && opts->color != MS_COLOR_RGB)
-        return ms_fail(err, MS_EINVAL, "%s: unknown colour mode %d", name, (int)opts->color);
+    ms_limits deflim;
+    ms_status st = ms_codec_args("JPEG", data, size, &name, &opts, &lim, &deflim, out, err);
+    if (st != MS_OK) return st;
     if (size > ULONG_MAX)
         return ms_fail(err, MS_ELIMIT, "%s: JPEG of %zu bytes is too large", name, size);
-    ms_status st = jpgd_prescan(data, size, name, err);
+    st = jpgd_prescan(data, size, name, err);
     if (st != MS_OK) return st;
 
     struct jpeg_decompress_struct cinfo;

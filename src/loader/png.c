@@ -354,25 +354,16 @@ static ms_status pngd_guarded(pngd_ctx *c, const ms_decode_opts *opts, const ms_
 ms_status ms_png_decode(const uint8_t *data, size_t size, const char *name,
                         const ms_decode_opts *opts, const ms_limits *lim, ms_image **out,
                         ms_err *err) {
-    ms_decode_opts defopts = ms_decode_opts_default();
-    ms_limits deflim = ms_limits_default();
-    if (name == NULL) name = "<memory>";
-    if (opts == NULL) opts = &defopts;
-    if (lim == NULL) lim = &deflim;
-    if (out == NULL || (data == NULL && size != 0))
-        return ms_fail(err, MS_EINVAL, "%s: NULL argument to the PNG decoder", name);
-    if (opts->frame != 0)
-        return ms_fail(err, MS_EINVAL, "%s: frame %u requested, a PNG has 1 frame", name,
-                       opts->frame);
-    if (opts->color != MS_COLOR_GRAY && opts->color != MS_COLOR_RGB)
-        return ms_fail(err, MS_EINVAL, "%s: unknown colour mode %d", name, (int)opts->color);
+    ms_limits deflim;
+    ms_status st = ms_codec_args("PNG", data, size, &name, &opts, &lim, &deflim, out, err);
+    if (st != MS_OK) return st;
 
     pngd_ctx *c = ms_calloc(1, sizeof *c); /* ~4 KiB of tables: keep them off the stack */
     if (c == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate PNG decoder", name);
     c->name = name;
     c->rd = ms_rd_init(data, size);
 
-    ms_status st = pngd_precheck_ihdr(c, lim, err);
+    st = pngd_precheck_ihdr(c, lim, err);
     if (st != MS_OK) goto done;
 
     c->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, c, pngd_error_cb, pngd_warning_cb, c,
