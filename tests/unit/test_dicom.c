@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "alloc_hooks.h"
+
 #include "medscreen/core.h"
 #include "medscreen/loader.h"
 
@@ -811,44 +813,23 @@ static void test_deflate(void **state) {
 /* Allocation failure: fail allocation N for N = 1, 2, ... until the decode succeeds. Each
  * failure must be a clean MS_ENOMEM with nothing leaked. DCMTK's own allocations do not
  * pass through the hooks. */
-static long g_allocs, g_frees, g_fail_at;
-static void *hook_malloc(size_t n, void *u) {
-    (void)u;
-    if (++g_allocs == g_fail_at) {
-        g_allocs--;
-        return NULL;
-    }
-    return malloc(n);
-}
-static void *hook_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (p == NULL) return hook_malloc(n, u);
-    return realloc(p, n);
-}
-static void hook_free(void *p, void *u) {
-    (void)u;
-    if (p) g_frees++;
-    free(p);
-}
-
 static void test_alloc_failures(void **state) {
     (void)state;
     uint16_t px[W * H];
     for (int i = 0; i < W * H; i++) px[i] = (uint16_t)i;
     spec s = mono16(px);
     buf b = make_dicom(&s);
-    ms_alloc_hooks hooks = {hook_malloc, hook_realloc, hook_free, NULL};
     bool done = false;
     for (long n = 1; n < 1000 && !done; n++) {
-        g_allocs = g_frees = 0;
-        g_fail_at = n;
-        ms_alloc_set_hooks(&hooks);
+        hook_state hs = {0};
+        hs.fail_at = n;
+        hooks_install(&hs);
         ms_image *img = NULL;
         ms_err err = {0};
         ms_status st = ms_image_decode(b.p, b.n, "synthetic.dcm", NULL, NULL, &img, &err);
         ms_image_destroy(img);
         ms_alloc_set_hooks(NULL);
-        assert_int_equal(g_allocs, g_frees);
+        assert_int_equal(hs.live, 0);
         if (st == MS_OK) done = true;
         else if (st != MS_ENOMEM) fail_msg("allocation %ld failed with %s: %s", n, ms_status_name(st), err.msg);
     }

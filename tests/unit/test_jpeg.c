@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "alloc_hooks.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,41 +550,6 @@ static void test_jpeg_unsupported(void **state) {
     free(m.p);
 }
 
-/* ---- counting allocator ---- */
-
-typedef struct hook_state {
-    long fail_at, count, live;
-    size_t biggest;
-} hook_state;
-
-static void *h_malloc(size_t n, void *u) {
-    hook_state *s = u;
-    s->count++;
-    if (n > s->biggest) s->biggest = n;
-    if (s->fail_at > 0 && s->count == s->fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) s->live++;
-    return p;
-}
-static void *h_realloc(void *p, size_t n, void *u) {
-    hook_state *s = u;
-    s->count++;
-    if (s->fail_at > 0 && s->count == s->fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) s->live++;
-    return q;
-}
-static void h_free(void *p, void *u) {
-    hook_state *s = u;
-    if (p) {
-        s->live--;
-        free(p);
-    }
-}
-static void hooks_install(hook_state *s) {
-    ms_alloc_hooks h = {h_malloc, h_realloc, h_free, s};
-    ms_alloc_set_hooks(&h);
-}
 
 static void put_u16be(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 8);

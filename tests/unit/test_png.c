@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "alloc_hooks.h"
+
 #include <png.h>
 #include <zlib.h>
 
@@ -524,44 +526,6 @@ static void test_png_mutations(void **state) {
     }
 }
 
-/* ---- counting allocator ---- */
-
-typedef struct hook_state {
-    long fail_at; /* 1-based index of the allocation to fail; 0: none */
-    long count;   /* allocations attempted */
-    long live;    /* allocated and not yet freed */
-    size_t biggest;
-} hook_state;
-
-static void *h_malloc(size_t n, void *u) {
-    hook_state *s = u;
-    s->count++;
-    if (n > s->biggest) s->biggest = n;
-    if (s->fail_at > 0 && s->count == s->fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) s->live++;
-    return p;
-}
-static void *h_realloc(void *p, size_t n, void *u) {
-    hook_state *s = u;
-    s->count++;
-    if (n > s->biggest) s->biggest = n;
-    if (s->fail_at > 0 && s->count == s->fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) s->live++;
-    return q;
-}
-static void h_free(void *p, void *u) {
-    hook_state *s = u;
-    if (p) {
-        s->live--;
-        free(p);
-    }
-}
-static void hooks_install(hook_state *s) {
-    ms_alloc_hooks h = {h_malloc, h_realloc, h_free, s};
-    ms_alloc_set_hooks(&h);
-}
 
 /* A PNG header claiming w x h with a tiny, truncated IDAT: decoding must stop at the limits. */
 static membuf make_bomb_header(uint32_t w, uint32_t h) {
