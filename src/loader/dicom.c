@@ -42,6 +42,7 @@ static const char *const k_deflate_uid = "1.2.840.10008.1.2.1.99";
 
 struct ms_dicom {
     ms_dcmtk *dcmtk;
+    uint8_t *inflated; /* a deflated data set, inflated; DCMTK reads values from it lazily */
     ms_dcm_attrs attrs;
     const ts_info *ts;
     ms_limits lim;
@@ -97,12 +98,16 @@ static bool read_meta(const uint8_t *data, size_t size, char *ts, size_t ts_size
     return true;
 }
 
-/* Counts the inflated size of a deflated data set without keeping it, so that a
- * decompression bomb is refused before DCMTK inflates it into memory. */
-static ms_status check_deflate(const uint8_t *data, size_t size, const char *name,
-                               const ms_limits *lim, ms_err *err) {
+/* Inflates a deflated data set (PS3.5 A.5) into memory, refusing more than the decoded-bytes
+ * limit, so that a decompression bomb is stopped before DCMTK sees it. *out is NULL when the
+ * file is not deflated. */
+static ms_status inflate_dataset(const uint8_t *data, size_t size, const char *name,
+                                 const ms_limits *lim, uint8_t **out, size_t *out_size,
+                                 ms_err *err) {
     char ts[65];
     size_t off = 0;
+    *out = NULL;
+    *out_size = 0;
     if (!read_meta(data, size, ts, sizeof ts, &off) || strcmp(ts, k_deflate_uid) != 0)
         return MS_OK;
     static const int window_bits[2] = {-15, 15}; /* raw deflate per PS3.5 A.5; zlib seen too */
@@ -111,10 +116,9 @@ static ms_status check_deflate(const uint8_t *data, size_t size, const char *nam
         memset(&zs, 0, sizeof zs);
         if (inflateInit2(&zs, window_bits[attempt]) != Z_OK)
             return ms_fail(err, MS_ENOMEM, "%s: cannot start zlib", name);
-        uint8_t sink[16384];
-        uint64_t total = 0;
+        size_t cap = 0, used = 0, left = size - off;
+        uint8_t *buf = NULL;
         int rc = Z_OK;
-        size_t left = size - off;
         zs.next_in = (Bytef *)(uintptr_t)(data + off);
         while (rc == Z_OK) {
             if (zs.avail_in == 0 && left > 0) {
@@ -122,20 +126,43 @@ static ms_status check_deflate(const uint8_t *data, size_t size, const char *nam
                 zs.avail_in = chunk;
                 left -= chunk;
             }
-            zs.next_out = sink;
-            zs.avail_out = sizeof sink;
-            rc = inflate(&zs, Z_NO_FLUSH);
-            total += sizeof sink - zs.avail_out;
-            if (total > lim->max_decoded_bytes) {
-                inflateEnd(&zs);
-                return ms_fail(err, MS_ELIMIT,
-                               "%s: deflated data set inflates to more than %llu bytes (decompression bomb?)",
-                               name, (unsigned long long)lim->max_decoded_bytes);
+            if (used == cap) {
+                size_t want = cap ? cap * 2 : (size_t)1 << 16;
+                if (want > lim->max_decoded_bytes) want = (size_t)lim->max_decoded_bytes + 1;
+                if (want <= cap) {
+                    inflateEnd(&zs);
+                    ms_free(buf);
+                    return ms_fail(err, MS_ELIMIT,
+                                   "%s: deflated data set inflates to more than %llu bytes (decompression bomb?)",
+                                   name, (unsigned long long)lim->max_decoded_bytes);
+                }
+                uint8_t *grown = ms_realloc(buf, want);
+                if (grown == NULL) {
+                    inflateEnd(&zs);
+                    ms_free(buf);
+                    return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes to inflate", name, want);
+                }
+                buf = grown;
+                cap = want;
             }
+            zs.next_out = buf + used;
+            zs.avail_out = (uInt)(cap - used > (1u << 30) ? (1u << 30) : cap - used);
+            uInt before = zs.avail_out;
+            rc = inflate(&zs, Z_NO_FLUSH);
+            used += before - zs.avail_out;
             if (rc == Z_BUF_ERROR && zs.avail_in == 0 && left == 0) break; /* truncated */
+            if (rc == Z_BUF_ERROR && zs.avail_out > 0) break;
+            if (rc == Z_BUF_ERROR) rc = Z_OK; /* output full: grow and go on */
         }
         inflateEnd(&zs);
-        if (rc == Z_STREAM_END || (rc == Z_BUF_ERROR && total > 0)) return MS_OK;
+        if ((rc == Z_STREAM_END || rc == Z_BUF_ERROR) && used > 0) {
+            if (rc != Z_STREAM_END)
+                ms_log(MS_LOG_WARN, "%s: deflated data set ends early", name);
+            *out = buf;
+            *out_size = used;
+            return MS_OK;
+        }
+        ms_free(buf);
     }
     return ms_fail(err, MS_EFORMAT, "%s: deflated data set is not a valid deflate stream", name);
 }
@@ -245,16 +272,27 @@ ms_status ms_dicom_open(const uint8_t *data, size_t size, const char *name, cons
     size_t off;
     if (read_meta(data, size, ts, sizeof ts, &off) && ts[0] != '\0' && find_ts(ts) == NULL)
         return ms_fail(err, MS_EUNSUPPORTED, "%s: transfer syntax %s is not supported", name, ts);
-    ms_status st = check_deflate(data, size, name, lim, err);
+    uint8_t *inflated = NULL;
+    size_t inflated_size = 0;
+    ms_status st = inflate_dataset(data, size, name, lim, &inflated, &inflated_size, err);
     if (st != MS_OK) return st;
     ms_dicom *d = ms_calloc(1, sizeof *d);
-    if (d == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate", name);
+    if (d == NULL) {
+        ms_free(inflated);
+        return ms_fail(err, MS_ENOMEM, "%s: cannot allocate", name);
+    }
+    d->inflated = inflated;
     d->lim = *lim;
     ms_str_copy(d->name, sizeof d->name, name);
-    st = ms_dcmtk_open(data, size, name, &d->dcmtk, err);
+    if (inflated != NULL)
+        st = ms_dcmtk_open(inflated, inflated_size, true, name, &d->dcmtk, err);
+    else
+        st = ms_dcmtk_open(data, size, false, name, &d->dcmtk, err);
     if (st != MS_OK) goto fail;
     st = ms_dcmtk_get_attrs(d->dcmtk, &d->attrs, err);
     if (st != MS_OK) goto fail;
+    if (inflated != NULL) /* the meta header was read here, not by DCMTK */
+        ms_str_copy(d->attrs.transfer_syntax, sizeof d->attrs.transfer_syntax, k_deflate_uid);
     st = validate(d, err);
     if (st != MS_OK) goto fail;
     *out = d;
@@ -269,7 +307,8 @@ uint32_t ms_dicom_frame_count(const ms_dicom *d) { return d->attrs.frames; }
 void ms_dicom_close(ms_dicom *d) {
     if (d == NULL) return;
     ms_dcm_attrs_free(&d->attrs);
-    ms_dcmtk_close(d->dcmtk);
+    ms_dcmtk_close(d->dcmtk); /* before the bytes it may still read from */
+    ms_free(d->inflated);
     ms_free(d);
 }
 

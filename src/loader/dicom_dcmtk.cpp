@@ -9,8 +9,8 @@
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcistrma.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
-#include "dcmtk/dcmdata/dcistrmb.h"
 #include "dcmtk/dcmdata/dcpixel.h"
 #include "dcmtk/dcmdata/dcpixseq.h"
 #include "dcmtk/dcmdata/dcpxitem.h"
@@ -27,6 +27,73 @@ struct ms_dcmtk {
 };
 
 namespace {
+
+// A random-access input stream over caller memory. Unlike DcmInputBufferStream it can hand
+// DCMTK a factory, which is what makes DCMTK check each declared length against the bytes
+// left and defer loading large values: without it a 12-byte file declaring a 4 GB element
+// makes DCMTK allocate 4 GB before noticing the data are missing.
+class MemProducer : public DcmProducer {
+  public:
+    MemProducer(const Uint8 *data, offile_off_t size) : data_(data), size_(size), pos_(0) {}
+    OFBool good() const { return OFTrue; }
+    OFCondition status() const { return EC_Normal; }
+    OFBool eos() { return pos_ >= size_; }
+    offile_off_t avail() { return size_ - pos_; }
+    offile_off_t read(void *buf, offile_off_t n) {
+        if (n > size_ - pos_) n = size_ - pos_;
+        if (n > 0) memcpy(buf, data_ + pos_, (size_t)n);
+        pos_ += n;
+        return n;
+    }
+    offile_off_t skip(offile_off_t n) {
+        if (n > size_ - pos_) n = size_ - pos_;
+        pos_ += n;
+        return n;
+    }
+    void putback(offile_off_t n) { pos_ = n > pos_ ? 0 : pos_ - n; }
+
+  private:
+    const Uint8 *data_;
+    offile_off_t size_, pos_;
+};
+
+class MemInputStream : public DcmInputStream {
+  public:
+    MemInputStream(const Uint8 *data, offile_off_t size)
+        : DcmInputStream(&producer_), producer_(data, size), data_(data), size_(size) {}
+    DcmInputStreamFactory *newFactory() const;
+
+  private:
+    MemProducer producer_;
+    const Uint8 *data_;
+    offile_off_t size_;
+};
+
+class MemStreamFactory : public DcmInputStreamFactory {
+  public:
+    MemStreamFactory(const Uint8 *data, offile_off_t size, offile_off_t offset)
+        : data_(data), size_(size), offset_(offset) {}
+    DcmInputStream *create() const {
+        MemInputStream *in = new MemInputStream(data_, size_);
+        in->skip(offset_);
+        return in;
+    }
+    DcmInputStreamFactory *clone() const { return new MemStreamFactory(*this); }
+    DcmInputStreamFactoryType ident() const { return DFT_DcmInputFileStreamFactory; }
+
+  private:
+    const Uint8 *data_;
+    offile_off_t size_, offset_;
+};
+
+DcmInputStreamFactory *MemInputStream::newFactory() const {
+    // Like DcmInputFileStream: no factory once a decompression filter sits in between.
+    if (currentProducer() != &producer_) return NULL;
+    return new MemStreamFactory(data_, size_, tell());
+}
+
+// Values longer than this are skipped (with a bounds check) and loaded on first use.
+const Uint32 MS_DCMTK_MAX_READ_LENGTH = 4096;
 
 // DCMTK numbers fragments like the items of the pixel sequence: item 0 is the offset table.
 const unsigned long MS_DCMTK_FRAGMENT_BASE = 0;
@@ -292,21 +359,30 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     return MS_OK;
 }
 
-ms_status open_impl(const uint8_t *data, size_t size, const char *name, ms_dcmtk **out,
-                    ms_err *err) {
+ms_status open_impl(const uint8_t *data, size_t size, bool dataset_only, const char *name,
+                    ms_dcmtk **out, ms_err *err) {
     ensure_globals();
     ms_dcmtk *d = new ms_dcmtk();
     ms_str_copy(d->name, sizeof d->name, name);
-    DcmInputBufferStream in;
-    in.setBuffer(data, (offile_off_t)size);
-    in.setEos();
-    d->file.transferInit();
-    OFCondition cond = d->file.read(in, EXS_Unknown, EGL_noChange, 0xFFFFFFFEu);
-    d->file.transferEnd();
-    in.releaseBuffer();
+    MemInputStream in(data, (offile_off_t)size);
+    OFCondition cond;
+    if (dataset_only) {
+        // An inflated Deflated Explicit VR Little Endian data set (PS3.5 A.5).
+        DcmDataset *ds = d->file.getDataset();
+        ds->transferInit();
+        cond = ds->read(in, EXS_LittleEndianExplicit, EGL_noChange, MS_DCMTK_MAX_READ_LENGTH);
+        ds->transferEnd();
+    } else {
+        d->file.transferInit();
+        cond = d->file.read(in, EXS_Unknown, EGL_noChange, MS_DCMTK_MAX_READ_LENGTH);
+        d->file.transferEnd();
+    }
     if (cond.bad()) {
         delete d;
-        return ms_fail(err, MS_EFORMAT, "%s: DICOM parse error: %s", name, cond.text());
+        const char *hint = (cond == EC_InvalidStream || cond == EC_StreamNotifyClient)
+                               ? " (truncated, or an element longer than the data left)"
+                               : "";
+        return ms_fail(err, MS_EFORMAT, "%s: DICOM parse error: %s%s", name, cond.text(), hint);
     }
     d->dataset = d->file.getDataset();
     if (d->dataset == NULL || d->dataset->card() == 0) {
@@ -571,9 +647,9 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
         return ms_fail(err, MS_EINTERNAL, "%s: DCMTK exception", name);                       \
     }
 
-extern "C" ms_status ms_dcmtk_open(const uint8_t *data, size_t size, const char *name,
-                                   ms_dcmtk **out, ms_err *err) {
-    MS_DCMTK_GUARD(name, return open_impl(data, size, name, out, err);)
+extern "C" ms_status ms_dcmtk_open(const uint8_t *data, size_t size, bool dataset_only,
+                                   const char *name, ms_dcmtk **out, ms_err *err) {
+    MS_DCMTK_GUARD(name, return open_impl(data, size, dataset_only, name, out, err);)
 }
 
 extern "C" ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *err) {

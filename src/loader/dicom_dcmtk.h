@@ -64,10 +64,13 @@ typedef struct ms_dcm_attrs {
 
 typedef struct ms_dcmtk ms_dcmtk; /* opaque parsed data set */
 
-/* Parses a DICOM Part 10 file or bare data set held in memory (borrowed for the call).
- * Errors: MS_EFORMAT (parse failure, with DCMTK's reason), MS_ENOMEM, MS_EINTERNAL. */
-ms_status ms_dcmtk_open(const uint8_t *data, size_t size, const char *name, ms_dcmtk **out,
-                        ms_err *err);
+/* Parses a DICOM Part 10 file or bare data set held in memory. data is borrowed and must
+ * outlive the ms_dcmtk: large values (pixel data) are loaded from it on first use.
+ * dataset_only: data are an Explicit VR Little Endian data set without meta header (an
+ * inflated deflated data set). Errors: MS_EFORMAT (parse failure, with DCMTK's reason,
+ * including elements longer than the bytes left), MS_ENOMEM, MS_EINTERNAL. */
+ms_status ms_dcmtk_open(const uint8_t *data, size_t size, bool dataset_only, const char *name,
+                        ms_dcmtk **out, ms_err *err);
 /* Copies the attributes out. Release with ms_dcm_attrs_free. Errors: MS_EFORMAT, MS_ENOMEM. */
 ms_status ms_dcmtk_get_attrs(ms_dcmtk *d, ms_dcm_attrs *out, ms_err *err);
 void ms_dcm_attrs_free(ms_dcm_attrs *a);

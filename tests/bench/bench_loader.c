@@ -87,7 +87,7 @@ static bool run_dcmtk(const uint8_t *d, size_t n, ms_err *err) {
     ms_dcm_attrs a;
     bool ok = false;
     void *buf = NULL;
-    if (ms_dcmtk_open(d, n, "bench", &dc, err) != MS_OK) return false;
+    if (ms_dcmtk_open(d, n, false, "bench", &dc, err) != MS_OK) return false;
     if (ms_dcmtk_get_attrs(dc, &a, err) != MS_OK) goto done_close;
     size_t frame = (size_t)a.rows * a.columns * a.samples_per_pixel * ((a.bits_allocated + 7u) / 8u);
     size_t cap = frame + (frame & 1u);
