@@ -43,7 +43,8 @@ for t in "${TARGETS[@]}"; do
     before=$(find "$art" -type f | wc -l)
     set +e
     "$B/tests/fuzz/fuzz_$t" "$work" -max_total_time="$SECONDS_PER_TARGET" -timeout=25 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/" >"$log" 2>&1
+        -seed="${MS_FUZZ_SEED:-1}" -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$art/" >"$log" 2>&1
     rc=$?
     set -e
     after=$(find "$art" -type f | wc -l)

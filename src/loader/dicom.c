@@ -102,14 +102,18 @@ static bool read_meta(const uint8_t *data, size_t size, char *ts, size_t ts_size
  * limit, so that a decompression bomb is stopped before DCMTK sees it. *out is NULL when the
  * file is not deflated. */
 static ms_status inflate_dataset(const uint8_t *data, size_t size, const char *name,
-                                 const ms_limits *lim, uint8_t **out, size_t *out_size,
-                                 ms_err *err) {
+                                 const char *meta_ts, const ms_limits *lim, uint8_t **out,
+                                 size_t *out_size, ms_err *err) {
     char ts[65];
     size_t off = 0;
     *out = NULL;
     *out_size = 0;
+    if (strcmp(meta_ts, k_deflate_uid) != 0) return MS_OK;
+    /* DCMTK must never inflate on its own (it would trust the lengths inside), so a meta
+     * header it accepts but we cannot walk is refused. */
     if (!read_meta(data, size, ts, sizeof ts, &off) || strcmp(ts, k_deflate_uid) != 0)
-        return MS_OK;
+        return ms_fail(err, MS_EFORMAT, "%s: malformed File Meta Information in a deflated file",
+                       name);
     static const int window_bits[2] = {-15, 15}; /* raw deflate per PS3.5 A.5; zlib seen too */
     for (int attempt = 0; attempt < 2; attempt++) {
         z_stream zs;
@@ -269,12 +273,13 @@ ms_status ms_dicom_open(const uint8_t *data, size_t size, const char *name, cons
                         ms_dicom **out, ms_err *err) {
     /* Refuse video and other unsupported encodings by name before parsing them. */
     char ts[65];
-    size_t off;
-    if (read_meta(data, size, ts, sizeof ts, &off) && ts[0] != '\0' && find_ts(ts) == NULL)
+    ms_status st = ms_dcmtk_meta_transfer_syntax(data, size, name, ts, err);
+    if (st != MS_OK) return st;
+    if (ts[0] != '\0' && find_ts(ts) == NULL)
         return ms_fail(err, MS_EUNSUPPORTED, "%s: transfer syntax %s is not supported", name, ts);
     uint8_t *inflated = NULL;
     size_t inflated_size = 0;
-    ms_status st = inflate_dataset(data, size, name, lim, &inflated, &inflated_size, err);
+    st = inflate_dataset(data, size, name, ts, lim, &inflated, &inflated_size, err);
     if (st != MS_OK) return st;
     ms_dicom *d = ms_calloc(1, sizeof *d);
     if (d == NULL) {

@@ -359,6 +359,20 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     return MS_OK;
 }
 
+ms_status meta_ts_impl(const uint8_t *data, size_t size, char ts[65]) {
+    ensure_globals();
+    ts[0] = '\0';
+    DcmFileFormat probe;
+    MemInputStream in(data, (offile_off_t)size);
+    probe.transferInit();
+    // Stops at the first data set element, before reading any value of it.
+    probe.readUntilTag(in, EXS_Unknown, EGL_noChange, MS_DCMTK_MAX_READ_LENGTH,
+                       DcmTagKey(0x0003, 0x0000));
+    probe.transferEnd();
+    copy_string(probe.getMetaInfo(), DCM_TransferSyntaxUID, ts, 65);
+    return MS_OK;
+}
+
 ms_status open_impl(const uint8_t *data, size_t size, bool dataset_only, const char *name,
                     ms_dcmtk **out, ms_err *err) {
     ensure_globals();
@@ -646,6 +660,11 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
     } catch (...) {                                                                           \
         return ms_fail(err, MS_EINTERNAL, "%s: DCMTK exception", name);                       \
     }
+
+extern "C" ms_status ms_dcmtk_meta_transfer_syntax(const uint8_t *data, size_t size,
+                                                   const char *name, char ts[65], ms_err *err) {
+    MS_DCMTK_GUARD(name, return meta_ts_impl(data, size, ts);)
+}
 
 extern "C" ms_status ms_dcmtk_open(const uint8_t *data, size_t size, bool dataset_only,
                                    const char *name, ms_dcmtk **out, ms_err *err) {

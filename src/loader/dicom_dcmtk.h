@@ -64,6 +64,12 @@ typedef struct ms_dcm_attrs {
 
 typedef struct ms_dcmtk ms_dcmtk; /* opaque parsed data set */
 
+/* The Transfer Syntax UID as DCMTK reads the File Meta Information ("" when absent), without
+ * parsing the data set: decides, before DCMTK sees the data set, whether it is deflated.
+ * Errors: MS_ENOMEM, MS_EINTERNAL. */
+ms_status ms_dcmtk_meta_transfer_syntax(const uint8_t *data, size_t size, const char *name,
+                                        char ts[65], ms_err *err);
+
 /* Parses a DICOM Part 10 file or bare data set held in memory. data is borrowed and must
  * outlive the ms_dcmtk: large values (pixel data) are loaded from it on first use.
  * dataset_only: data are an Explicit VR Little Endian data set without meta header (an
