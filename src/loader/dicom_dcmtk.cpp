@@ -356,19 +356,29 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     copy_string(ds, DCM_SeriesInstanceUID, a->series_uid, sizeof a->series_uid);
     copy_string(ds, DCM_SOPInstanceUID, a->sop_uid, sizeof a->sop_uid);
     copy_string(ds, DCM_SOPClassUID, a->sop_class_uid, sizeof a->sop_class_uid);
+    if (a->sop_class_uid[0] == '\0') /* a DICOMDIR names its class only in the meta header */
+        copy_string(d->file.getMetaInfo(), DCM_MediaStorageSOPClassUID, a->sop_class_uid,
+                    sizeof a->sop_class_uid);
     return MS_OK;
 }
 
-ms_status meta_ts_impl(const uint8_t *data, size_t size, char ts[65]) {
+ms_status meta_ts_impl(const uint8_t *data, size_t size, const char *name, char ts[65],
+                       ms_err *err) {
     ensure_globals();
     ts[0] = '\0';
     DcmFileFormat probe;
     MemInputStream in(data, (offile_off_t)size);
     probe.transferInit();
     // Stops at the first data set element, before reading any value of it.
-    probe.readUntilTag(in, EXS_Unknown, EGL_noChange, MS_DCMTK_MAX_READ_LENGTH,
-                       DcmTagKey(0x0003, 0x0000));
+    OFCondition cond = probe.readUntilTag(in, EXS_Unknown, EGL_noChange,
+                                          MS_DCMTK_MAX_READ_LENGTH, DcmTagKey(0x0003, 0x0000));
     probe.transferEnd();
+    // After a failed read an element may hold a length the data do not back, and touching
+    // it would load that many bytes. Refuse here: a file whose meta header DCMTK cannot
+    // read must not reach a full parse that might inflate a deflated data set unbounded.
+    if (cond.bad())
+        return ms_fail(err, MS_EFORMAT, "%s: DICOM parse error in the File Meta Information: %s",
+                       name, cond.text());
     copy_string(probe.getMetaInfo(), DCM_TransferSyntaxUID, ts, 65);
     return MS_OK;
 }
@@ -663,7 +673,7 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
 
 extern "C" ms_status ms_dcmtk_meta_transfer_syntax(const uint8_t *data, size_t size,
                                                    const char *name, char ts[65], ms_err *err) {
-    MS_DCMTK_GUARD(name, return meta_ts_impl(data, size, ts);)
+    MS_DCMTK_GUARD(name, return meta_ts_impl(data, size, name, ts, err);)
 }
 
 extern "C" ms_status ms_dcmtk_open(const uint8_t *data, size_t size, bool dataset_only,

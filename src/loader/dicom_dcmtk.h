@@ -66,7 +66,7 @@ typedef struct ms_dcmtk ms_dcmtk; /* opaque parsed data set */
 
 /* The Transfer Syntax UID as DCMTK reads the File Meta Information ("" when absent), without
  * parsing the data set: decides, before DCMTK sees the data set, whether it is deflated.
- * Errors: MS_ENOMEM, MS_EINTERNAL. */
+ * Errors: MS_EFORMAT (meta header unreadable), MS_ENOMEM, MS_EINTERNAL. */
 ms_status ms_dcmtk_meta_transfer_syntax(const uint8_t *data, size_t size, const char *name,
                                         char ts[65], ms_err *err);
 
