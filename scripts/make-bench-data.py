@@ -27,10 +27,11 @@ def ellipse(yy, xx, cy, cx, ry, rx):
     return np.clip((1.0 - r) * 12.0, 0.0, 1.0)
 
 
-def phantom():
+def phantom(n=N, lesions=()):
+    """The phantom at n x n; lesions: (cy, cx, radius, contrast) in fractions of the size."""
     rng = np.random.default_rng(SEED)
-    y, x = np.mgrid[0:N, 0:N].astype(np.float32) / N  # 0..1
-    img = np.full((N, N), 0.05, dtype=np.float32)  # air / collimated background
+    y, x = np.mgrid[0:n, 0:n].astype(np.float32) / n  # 0..1
+    img = np.full((n, n), 0.05, dtype=np.float32)  # air / collimated background
     body = ellipse(y, x, 0.55, 0.5, 0.52, 0.46)
     img += 0.55 * body  # soft tissue
     lungs = ellipse(y, x, 0.48, 0.32, 0.30, 0.13) + ellipse(y, x, 0.48, 0.68, 0.30, 0.13)
@@ -44,10 +45,12 @@ def phantom():
             img += 0.12 * arc * ellipse(y, x, 0.48, side, 0.33, 0.16)
     img += 0.2 * ellipse(y, x, 0.16, 0.22, 0.05, 0.18) + 0.2 * ellipse(y, x, 0.16, 0.78, 0.05, 0.18)
     # vessel-like texture in the lungs and detector noise
-    tex = rng.standard_normal((N // 16, N // 16)).astype(np.float32)
+    tex = rng.standard_normal((n // 16, n // 16)).astype(np.float32)
     tex = np.kron(tex, np.ones((16, 16), dtype=np.float32))
     img += 0.03 * tex * np.clip(lungs, 0, 1)
-    img += 0.012 * rng.standard_normal((N, N)).astype(np.float32)
+    img += 0.012 * rng.standard_normal((n, n)).astype(np.float32)
+    for cy, cx, r, contrast in lesions:  # round opacities, e.g. nodules
+        img += contrast * np.exp(-(((y - cy) ** 2 + (x - cx) ** 2) / (r * r)))
     img = np.clip(img, 0.0, 1.0)
     return np.round(img * ((1 << BITS) - 1)).astype(np.uint16)
 

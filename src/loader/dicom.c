@@ -8,9 +8,10 @@
 #include "dicom_dcmtk.h"
 #include "dicom_pixels.h"
 #include "j2k.h"
+#include "rle.h"
 #include "loader_internal.h"
 
-typedef enum ts_codec { TS_NATIVE, TS_DCMTK, TS_J2K } ts_codec;
+typedef enum ts_codec { TS_NATIVE, TS_DCMTK, TS_J2K, TS_RLE } ts_codec;
 
 typedef struct ts_info {
     const char *uid;
@@ -30,7 +31,7 @@ static const ts_info k_transfer_syntaxes[] = {
     {"1.2.840.10008.1.2.4.70", "JPEG Lossless SV1", TS_DCMTK},
     {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", TS_DCMTK},
     {"1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless", TS_DCMTK},
-    {"1.2.840.10008.1.2.5", "RLE Lossless", TS_DCMTK},
+    {"1.2.840.10008.1.2.5", "RLE Lossless", TS_RLE},
     {"1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless", TS_J2K},
     {"1.2.840.10008.1.2.4.91", "JPEG 2000", TS_J2K},
     {"1.2.840.10008.1.2.4.201", "HTJ2K Lossless", TS_J2K},
@@ -323,6 +324,20 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
                                 char color_model[17], uint16_t *planar,
                                 uint16_t *j2k_precision, ms_err *err) {
     ms_dcm_attrs *a = &d->attrs;
+    if (d->ts->codec == TS_RLE) {
+        uint8_t *bits = NULL;
+        size_t nbits = 0;
+        ms_status st = ms_dcmtk_frame_bitstream(d->dcmtk, frame, d->lim.max_file_bytes, &bits,
+                                                &nbits, err);
+        if (st != MS_OK) return st;
+        st = ms_rle_decode(bits, nbits, d->name, (size_t)a->rows * a->columns,
+                           a->samples_per_pixel, a->bits_allocated / 8u, raw, raw_size, err);
+        ms_free(bits);
+        if (st != MS_OK) return st;
+        ms_str_copy(color_model, 17, a->photometric);
+        *planar = 1; /* segments are sample planes (PS3.5 G.2) */
+        return MS_OK;
+    }
     if (d->ts->codec != TS_J2K) {
         if (!a->encapsulated && a->bits_allocated != 1) {
             uint64_t need = ((uint64_t)frame + 1u) * d->frame_bytes;
