@@ -130,6 +130,15 @@ void copy_string(DcmItem *item, const DcmTagKey &tag, char *dst, size_t dst_size
     }
 }
 
+// The Pixel Data element, or NULL when absent or not of class DcmPixelData (a file can give
+// (7FE0,0010) another VR, and DCMTK then builds a different element class).
+DcmPixelData *pixel_data(DcmDataset *ds) {
+    DcmElement *px = NULL;
+    if (ds->findAndGetElement(DCM_PixelData, px).bad() || px == NULL) return NULL;
+    if (px->ident() != EVR_PixelData) return NULL;
+    return OFstatic_cast(DcmPixelData *, px);
+}
+
 bool get_u16(DcmItem *item, const DcmTagKey &tag, uint16_t *out) {
     Uint16 v = 0;
     if (item->findAndGetUint16(tag, v).bad()) return false;
@@ -268,12 +277,14 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
         ms_str_copy(a->transfer_syntax, sizeof a->transfer_syntax, xfer.getXferID());
     }
 
-    DcmElement *px = NULL;
-    a->has_pixel_data = ds->findAndGetElement(DCM_PixelData, px).good() && px != NULL;
+    DcmPixelData *pd = pixel_data(ds);
+    if (pd == NULL && ds->tagExists(DCM_PixelData))
+        return ms_fail(err, MS_EFORMAT, "%s: Pixel Data (7FE0,0010) has an invalid VR", name);
+    a->has_pixel_data = pd != NULL;
     a->has_float_pixel_data = ds->tagExists(DCM_FloatPixelData) ||
                               ds->tagExists(DCM_DoubleFloatPixelData);
     if (a->has_pixel_data) {
-        DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+        DcmElement *px = pd;
         DcmPixelSequence *seq = NULL;
         E_TransferSyntax orig = ds->getOriginalXfer();
         a->encapsulated = DcmXfer(orig).isEncapsulated() ||
@@ -449,13 +460,12 @@ ms_status native_bytes_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t
 ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, void *buf,
                             size_t buf_size, char color_model[17], uint16_t *planar,
                             ms_err *err) {
-    DcmElement *px = NULL;
-    if (d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
-        return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
+    DcmPixelData *pd = pixel_data(d->dataset);
+    if (pd == NULL) return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
+    DcmElement *px = pd;
     if (buf_size > 0xFFFFFFFEu)
         return ms_fail(err, MS_ELIMIT, "%s: frame of %zu bytes is too large for DCMTK", d->name,
                        buf_size);
-    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
     OFString pi;
     Uint16 bits_allocated = 0;
     d->dataset->findAndGetOFString(DCM_PhotometricInterpretation, pi);
@@ -589,10 +599,9 @@ ms_status native_view_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, cons
     DcmXfer x(xfer);
     Uint16 bits_allocated = 0;
     d->dataset->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
-    DcmElement *px = NULL;
+    DcmElement *px = pixel_data(d->dataset);
     if (x.isEncapsulated() || x.getByteOrder() != EBO_LittleEndian ||
-        (bits_allocated != 8 && bits_allocated != 16) ||
-        d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
+        (bits_allocated != 8 && bits_allocated != 16) || px == NULL)
         return MS_EUNSUPPORTED; /* not an error: the caller decodes instead */
     uint64_t end = ((uint64_t)frame + 1u) * frame_bytes;
     if (px->getLength() < end)
@@ -614,10 +623,8 @@ ms_status native_view_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, cons
 
 ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_t **out,
                          size_t *out_size, ms_err *err) {
-    DcmElement *px = NULL;
-    if (d->dataset->findAndGetElement(DCM_PixelData, px).bad() || px == NULL)
-        return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
-    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+    DcmPixelData *pd = pixel_data(d->dataset);
+    if (pd == NULL) return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
     DcmPixelSequence *seq = NULL;
     if (pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).bad() ||
         seq == NULL)
