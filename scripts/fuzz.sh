@@ -42,7 +42,11 @@ for t in "${TARGETS[@]}"; do
     echo "fuzz.sh: $t for ${SECONDS_PER_TARGET}s (log: $log)"
     before=$(find "$art" -type f | wc -l)
     set +e
-    "$B/tests/fuzz/fuzz_$t" "$work" -max_total_time="$SECONDS_PER_TARGET" -timeout=25 \
+    # MS_FUZZ_RUNS makes a run reproducible: a fixed seed and a fixed number of executions
+    # give the same inputs on any machine (CI uses it); the time limit stays as a cap.
+    runs_opt=()
+    [ -n "${MS_FUZZ_RUNS:-}" ] && runs_opt=(-runs="$MS_FUZZ_RUNS")
+    "$B/tests/fuzz/fuzz_$t" "$work" "${runs_opt[@]}" -max_total_time="$SECONDS_PER_TARGET" -timeout=25 \
         -seed="${MS_FUZZ_SEED:-1}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$art/" >"$log" 2>&1
     rc=$?
