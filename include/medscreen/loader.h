@@ -16,7 +16,7 @@ extern "C" {
 
 typedef enum ms_format {
     MS_FORMAT_UNKNOWN = 0,
-    MS_FORMAT_DICOM,  /* Part 10 (preamble + "DICM") or a bare data set */
+    MS_FORMAT_DICOM, /* Part 10 (preamble + "DICM") or a bare data set */
     MS_FORMAT_PNG,
     MS_FORMAT_JPEG
 } ms_format;
@@ -31,52 +31,56 @@ typedef enum ms_color_mode {
 } ms_color_mode;
 
 typedef enum ms_modality_lut_kind {
-    MS_MODLUT_NONE = 0,   /* identity (no rescale given, or not DICOM) */
-    MS_MODLUT_RESCALE,    /* Rescale Slope / Intercept (PS3.3 C.11.1) */
-    MS_MODLUT_SEQUENCE    /* Modality LUT Sequence */
+    MS_MODLUT_NONE = 0, /* identity (no rescale given, or not DICOM) */
+    MS_MODLUT_RESCALE,  /* Rescale Slope / Intercept (PS3.3 C.11.1) */
+    MS_MODLUT_SEQUENCE  /* Modality LUT Sequence */
 } ms_modality_lut_kind;
 
 typedef enum ms_voi_kind {
-    MS_VOI_NONE = 0,      /* full code range (colour DICOM, PNG, JPEG) */
-    MS_VOI_WINDOW,        /* Window Center/Width from the file (PS3.3 C.11.2) */
-    MS_VOI_LUT_SEQUENCE,  /* VOI LUT Sequence from the file */
-    MS_VOI_AUTO_MINMAX,   /* no VOI in the file: linear from the frame's min to max */
-    MS_VOI_USER_WINDOW    /* window given in ms_decode_opts */
+    MS_VOI_NONE = 0,     /* full code range (colour DICOM, PNG, JPEG) */
+    MS_VOI_WINDOW,       /* Window Center/Width from the file (PS3.3 C.11.2) */
+    MS_VOI_LUT_SEQUENCE, /* VOI LUT Sequence from the file */
+    MS_VOI_AUTO_MINMAX,  /* no VOI in the file: linear from the frame's min to max */
+    MS_VOI_USER_WINDOW   /* window given in ms_decode_opts */
 } ms_voi_kind;
 
 typedef enum ms_voi_function {
-    MS_VOI_FN_LINEAR = 0, MS_VOI_FN_LINEAR_EXACT, MS_VOI_FN_SIGMOID
+    MS_VOI_FN_LINEAR = 0,
+    MS_VOI_FN_LINEAR_EXACT,
+    MS_VOI_FN_SIGMOID
 } ms_voi_function;
 
 typedef enum ms_inversion {
     MS_INVERT_NONE = 0,
-    MS_INVERT_MONOCHROME1,       /* photometric MONOCHROME1: min is white */
-    MS_INVERT_PRESENTATION_LUT   /* Presentation LUT Shape INVERSE */
+    MS_INVERT_MONOCHROME1,     /* photometric MONOCHROME1: min is white */
+    MS_INVERT_PRESENTATION_LUT /* Presentation LUT Shape INVERSE */
 } ms_inversion;
 
 typedef enum ms_spacing_source {
-    MS_SPACING_NONE = 0, MS_SPACING_PIXEL, MS_SPACING_IMAGER
+    MS_SPACING_NONE = 0,
+    MS_SPACING_PIXEL,
+    MS_SPACING_IMAGER
 } ms_spacing_source;
 
 /* Where the pixels came from and what was done to them. Plain data. */
 typedef struct ms_provenance {
     ms_format format;
-    char transfer_syntax[65];      /* DICOM transfer syntax UID; "" otherwise */
-    char photometric[17];          /* as stored in the file (PNG/JPEG: the closest DICOM term) */
-    char color_conversion[24];     /* "none", "rgb_to_luma", "ybr_to_luma", "palette_to_luma",
-                                      "gray_to_rgb", ... */
-    uint16_t bits_allocated;       /* DICOM; PNG/JPEG: bits per sample as decoded */
+    char transfer_syntax[65];  /* DICOM transfer syntax UID; "" otherwise */
+    char photometric[17];      /* as stored in the file (PNG/JPEG: the closest DICOM term) */
+    char color_conversion[24]; /* "none", "rgb_to_luma", "ybr_to_luma", "palette_to_luma",
+                                  "gray_to_rgb", ... */
+    uint16_t bits_allocated;   /* DICOM; PNG/JPEG: bits per sample as decoded */
     uint16_t bits_stored;
     uint16_t high_bit;
     uint16_t samples_per_pixel;
     uint16_t planar_configuration;
-    bool is_signed;                /* Pixel Representation 1 */
-    bool interlaced;               /* PNG Adam7 or progressive JPEG */
+    bool is_signed;  /* Pixel Representation 1 */
+    bool interlaced; /* PNG Adam7 or progressive JPEG */
     ms_modality_lut_kind modality_lut;
     double rescale_slope, rescale_intercept;
     ms_voi_kind voi;
     ms_voi_function voi_function;
-    uint32_t voi_index;            /* which window / VOI LUT item of the file */
+    uint32_t voi_index;                 /* which window / VOI LUT item of the file */
     double window_center, window_width; /* the window applied (also for AUTO_MINMAX) */
     ms_inversion inversion;
     uint32_t frame_index, frame_count;
@@ -90,7 +94,7 @@ typedef struct ms_provenance {
 
 typedef struct ms_image {
     int32_t width, height, channels;
-    float *data;                   /* channels * height * width floats, planar */
+    float *data; /* channels * height * width floats, planar */
     ms_provenance prov;
 } ms_image;
 
@@ -101,10 +105,10 @@ ms_status ms_image_create(int32_t width, int32_t height, int32_t channels, ms_im
 void ms_image_destroy(ms_image *img); /* NULL is a no-op */
 
 typedef struct ms_decode_opts {
-    uint32_t frame;           /* DICOM frame index, 0-based */
+    uint32_t frame; /* DICOM frame index, 0-based */
     ms_color_mode color;
-    uint32_t voi_index;       /* which of the file's windows / VOI LUTs (0 = first) */
-    bool user_window;         /* apply window_center/width instead of the file's VOI */
+    uint32_t voi_index; /* which of the file's windows / VOI LUTs (0 = first) */
+    bool user_window;   /* apply window_center/width instead of the file's VOI */
     double window_center, window_width;
     ms_voi_function window_function; /* for user_window */
 } ms_decode_opts;
@@ -121,14 +125,12 @@ ms_status ms_source_open_memory(const uint8_t *data, size_t size, const char *na
                                 const ms_limits *lim, ms_source **out, ms_err *err);
 /* Reads path (checking the size limit first) and parses it; the source owns the bytes.
  * Errors: as above plus MS_EIO. */
-ms_status ms_source_open_file(const char *path, const ms_limits *lim, ms_source **out,
-                              ms_err *err);
+ms_status ms_source_open_file(const char *path, const ms_limits *lim, ms_source **out, ms_err *err);
 ms_format ms_source_format(const ms_source *src);
 uint32_t ms_source_frame_count(const ms_source *src);
 /* Decodes opts->frame (NULL opts: defaults). On success *out belongs to the caller.
  * Errors: MS_EINVAL (frame out of range), and the open errors. */
-ms_status ms_source_decode(ms_source *src, const ms_decode_opts *opts, ms_image **out,
-                           ms_err *err);
+ms_status ms_source_decode(ms_source *src, const ms_decode_opts *opts, ms_image **out, ms_err *err);
 void ms_source_destroy(ms_source *src); /* NULL is a no-op */
 
 /* One call, one free: open + decode one frame + destroy. */
@@ -140,10 +142,12 @@ ms_status ms_image_load(const char *path, const ms_decode_opts *opts, const ms_l
 
 /* Names for JSON and tables. Never NULL. */
 const char *ms_modality_lut_name(ms_modality_lut_kind k); /* "none","rescale","lut_sequence" */
-const char *ms_voi_kind_name(ms_voi_kind k); /* "none","window","lut_sequence","auto_minmax","user_window" */
+const char *
+ms_voi_kind_name(ms_voi_kind k); /* "none","window","lut_sequence","auto_minmax","user_window" */
 const char *ms_voi_function_name(ms_voi_function f); /* "LINEAR","LINEAR_EXACT","SIGMOID" */
 const char *ms_inversion_name(ms_inversion i); /* "none","monochrome1","presentation_lut_inverse" */
-const char *ms_spacing_source_name(ms_spacing_source s); /* "none","pixel_spacing","imager_pixel_spacing" */
+const char *
+ms_spacing_source_name(ms_spacing_source s); /* "none","pixel_spacing","imager_pixel_spacing" */
 
 #ifdef __cplusplus
 }

@@ -16,16 +16,16 @@ extern "C" {
 /* Codes are appended, never renumbered: JSON output exposes them. */
 typedef enum ms_status {
     MS_OK = 0,
-    MS_EINVAL,        /* bad argument from the caller */
-    MS_ENOMEM,        /* allocation failed */
-    MS_EIO,           /* file could not be read or written */
-    MS_EFORMAT,       /* malformed input */
-    MS_ELIMIT,        /* input exceeds a configured limit */
-    MS_EOVERFLOW,     /* a size computed from input overflows */
-    MS_EUNSUPPORTED,  /* valid input that this tool does not handle */
-    MS_EINTERNAL,     /* a bug or an unexpected library failure */
-    MS_ENOTIMAGE,     /* not an image format this tool reads */
-    MS_ENOPIXELS      /* a DICOM object without pixel data (SR, RT plan, DICOMDIR, ...) */
+    MS_EINVAL,       /* bad argument from the caller */
+    MS_ENOMEM,       /* allocation failed */
+    MS_EIO,          /* file could not be read or written */
+    MS_EFORMAT,      /* malformed input */
+    MS_ELIMIT,       /* input exceeds a configured limit */
+    MS_EOVERFLOW,    /* a size computed from input overflows */
+    MS_EUNSUPPORTED, /* valid input that this tool does not handle */
+    MS_EINTERNAL,    /* a bug or an unexpected library failure */
+    MS_ENOTIMAGE,    /* not an image format this tool reads */
+    MS_ENOPIXELS     /* a DICOM object without pixel data (SR, RT plan, DICOMDIR, ...) */
 } ms_status;
 
 /* Stable lowercase name for JSON and messages, e.g. "format". Never NULL. */

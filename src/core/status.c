@@ -21,8 +21,7 @@ const char *ms_status_name(ms_status st) {
     return "unknown";
 }
 
-ms_status ms_fail_at(ms_err *err, ms_status st, const char *file, int line, const char *fmt,
-                     ...) {
+ms_status ms_fail_at(ms_err *err, ms_status st, const char *file, int line, const char *fmt, ...) {
     if (err == NULL) return st;
     err->status = st;
     va_list ap;

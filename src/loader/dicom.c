@@ -47,7 +47,7 @@ struct ms_dicom {
     ms_dcm_attrs attrs;
     const ts_info *ts;
     ms_limits lim;
-    size_t frame_bytes;   /* decoded bytes of one frame */
+    size_t frame_bytes; /* decoded bytes of one frame */
     char name[1024];
 };
 
@@ -138,14 +138,16 @@ static ms_status inflate_dataset(const uint8_t *data, size_t size, const char *n
                     inflateEnd(&zs);
                     ms_free(buf);
                     return ms_fail(err, MS_ELIMIT,
-                                   "%s: deflated data set inflates to more than %llu bytes (decompression bomb?)",
+                                   "%s: deflated data set inflates to more than %llu bytes "
+                                   "(decompression bomb?)",
                                    name, (unsigned long long)lim->max_decoded_bytes);
                 }
                 uint8_t *grown = ms_realloc(buf, want);
                 if (grown == NULL) {
                     inflateEnd(&zs);
                     ms_free(buf);
-                    return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes to inflate", name, want);
+                    return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes to inflate", name,
+                                   want);
                 }
                 buf = grown;
                 cap = want;
@@ -161,8 +163,7 @@ static ms_status inflate_dataset(const uint8_t *data, size_t size, const char *n
         }
         inflateEnd(&zs);
         if ((rc == Z_STREAM_END || rc == Z_BUF_ERROR) && used > 0) {
-            if (rc != Z_STREAM_END)
-                ms_log(MS_LOG_WARN, "%s: deflated data set ends early", name);
+            if (rc != Z_STREAM_END) ms_log(MS_LOG_WARN, "%s: deflated data set ends early", name);
             *out = buf;
             *out_size = used;
             return MS_OK;
@@ -197,16 +198,16 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
         return ms_fail(err, MS_EUNSUPPORTED, "%s: transfer syntax %s is not supported", name,
                        a->transfer_syntax[0] ? a->transfer_syntax : "(missing)");
     if ((d->ts->codec == TS_NATIVE) == a->encapsulated)
-        return ms_fail(err, MS_EFORMAT, "%s: pixel data are %s but the transfer syntax is %s",
-                       name, a->encapsulated ? "encapsulated" : "native", d->ts->name);
+        return ms_fail(err, MS_EFORMAT, "%s: pixel data are %s but the transfer syntax is %s", name,
+                       a->encapsulated ? "encapsulated" : "native", d->ts->name);
     if (!a->has_bits_allocated)
         return ms_fail(err, MS_EFORMAT, "%s: Bits Allocated is missing", name);
     if (a->bits_allocated != 1 && a->bits_allocated != 8 && a->bits_allocated != 16 &&
         a->bits_allocated != 32)
         return ms_fail(err, MS_EUNSUPPORTED, "%s: Bits Allocated is %u, expected 1, 8, 16 or 32",
                        name, (unsigned)a->bits_allocated);
-    if (a->bits_allocated == 1 && (a->encapsulated || a->samples_per_pixel > 1 ||
-                                   !is_mono(a->photometric)))
+    if (a->bits_allocated == 1 &&
+        (a->encapsulated || a->samples_per_pixel > 1 || !is_mono(a->photometric)))
         return ms_fail(err, MS_EUNSUPPORTED,
                        "%s: 1-bit pixel data are supported only native and monochrome", name);
     if (!a->has_bits_stored) a->bits_stored = a->bits_allocated;
@@ -232,21 +233,23 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
         ms_log(MS_LOG_WARN, "%s: Photometric Interpretation missing; assuming MONOCHROME2", name);
     }
     static const char *const mono_pi[] = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"};
-    static const char *const color_pi[] = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT",
-                                           "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"};
+    static const char *const color_pi[] = {
+        "RGB",     "YBR_FULL",        "YBR_FULL_422",   "YBR_ICT",
+        "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"};
     bool ok = false;
     const char *const *list = a->samples_per_pixel == 1 ? mono_pi : color_pi;
     size_t count = a->samples_per_pixel == 1 ? 3 : 7;
     for (size_t i = 0; i < count; i++) ok = ok || strcmp(a->photometric, list[i]) == 0;
     if (!ok)
-        return ms_fail(err, MS_EUNSUPPORTED,
-                       "%s: Photometric Interpretation %s with %u sample(s) per pixel is not supported",
-                       name, a->photometric, (unsigned)a->samples_per_pixel);
+        return ms_fail(
+            err, MS_EUNSUPPORTED,
+            "%s: Photometric Interpretation %s with %u sample(s) per pixel is not supported", name,
+            a->photometric, (unsigned)a->samples_per_pixel);
     if (photometric_is(a, "PALETTE COLOR") && a->has_segmented_palette)
         return ms_fail(err, MS_EUNSUPPORTED, "%s: segmented palette colour LUTs are not supported",
                        name);
-    if (!a->encapsulated && (photometric_is(a, "YBR_PARTIAL_420") ||
-                             (photometric_is(a, "YBR_PARTIAL_422"))))
+    if (!a->encapsulated &&
+        (photometric_is(a, "YBR_PARTIAL_420") || (photometric_is(a, "YBR_PARTIAL_422"))))
         return ms_fail(err, MS_EUNSUPPORTED, "%s: native %s pixel data are not supported", name,
                        a->photometric);
 
@@ -256,16 +259,16 @@ static ms_status validate(ms_dicom *d, ms_err *err) {
         return ms_fail(err, MS_ELIMIT, "%s: %u frames, limit is %u", name, a->frames,
                        d->lim.max_frames);
     /* Native YBR_FULL_422 stores two samples per pixel (PS3.3 C.7.6.3.1.2). */
-    size_t samples = (!a->encapsulated && photometric_is(a, "YBR_FULL_422")) ? 2u
-                                                                              : a->samples_per_pixel;
+    size_t samples =
+        (!a->encapsulated && photometric_is(a, "YBR_FULL_422")) ? 2u : a->samples_per_pixel;
     size_t n; /* 1-bit frames are unpacked to a byte per pixel */
     size_t bytes_per_sample = a->bits_allocated == 1 ? 1u : a->bits_allocated / 8u;
     if (!ms_mul_size((size_t)a->rows, (size_t)a->columns, &n) || !ms_mul_size(n, samples, &n) ||
         !ms_mul_size(n, bytes_per_sample, &n))
         return ms_fail(err, MS_EOVERFLOW, "%s: frame size overflows", name);
     if (n > d->lim.max_decoded_bytes)
-        return ms_fail(err, MS_ELIMIT, "%s: one frame decodes to %zu bytes, limit is %llu", name,
-                       n, (unsigned long long)d->lim.max_decoded_bytes);
+        return ms_fail(err, MS_ELIMIT, "%s: one frame decodes to %zu bytes, limit is %llu", name, n,
+                       (unsigned long long)d->lim.max_decoded_bytes);
     d->frame_bytes = n;
     return MS_OK;
 }
@@ -321,17 +324,17 @@ void ms_dicom_close(ms_dicom *d) {
 /* Decodes one frame's samples into raw (frame_bytes, host order). For JPEG 2000 the
  * samples come out as planes and *color_model says what OpenJPEG produced. */
 static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t raw_size,
-                                char color_model[17], uint16_t *planar,
-                                uint16_t *j2k_precision, ms_err *err) {
+                                char color_model[17], uint16_t *planar, uint16_t *j2k_precision,
+                                ms_err *err) {
     ms_dcm_attrs *a = &d->attrs;
     if (d->ts->codec == TS_RLE) {
         uint8_t *bits = NULL;
         size_t nbits = 0;
-        ms_status st = ms_dcmtk_frame_bitstream(d->dcmtk, frame, d->lim.max_file_bytes, &bits,
-                                                &nbits, err);
+        ms_status st =
+            ms_dcmtk_frame_bitstream(d->dcmtk, frame, d->lim.max_file_bytes, &bits, &nbits, err);
         if (st != MS_OK) return st;
-        st = ms_rle_decode(bits, nbits, d->name, (size_t)a->rows * a->columns,
-                           a->samples_per_pixel, a->bits_allocated / 8u, raw, raw_size, err);
+        st = ms_rle_decode(bits, nbits, d->name, (size_t)a->rows * a->columns, a->samples_per_pixel,
+                           a->bits_allocated / 8u, raw, raw_size, err);
         ms_free(bits);
         if (st != MS_OK) return st;
         ms_str_copy(color_model, 17, a->photometric);
@@ -351,8 +354,8 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
     }
     uint8_t *bits = NULL;
     size_t nbits = 0;
-    ms_status st = ms_dcmtk_frame_bitstream(d->dcmtk, frame, d->lim.max_file_bytes, &bits,
-                                            &nbits, err);
+    ms_status st =
+        ms_dcmtk_frame_bitstream(d->dcmtk, frame, d->lim.max_file_bytes, &bits, &nbits, err);
     if (st != MS_OK) return st;
     ms_j2k_info info;
     st = ms_j2k_decode(bits, nbits, d->name, a->columns, a->rows, a->samples_per_pixel,
@@ -360,8 +363,10 @@ static ms_status decode_samples(ms_dicom *d, uint32_t frame, void *raw, size_t r
     ms_free(bits);
     if (st != MS_OK) return st;
     if (info.is_signed != (a->pixel_representation == 1))
-        ms_log(MS_LOG_INFO, "%s: JPEG 2000 signedness differs from Pixel Representation %u; "
-               "the header wins", d->name, (unsigned)a->pixel_representation);
+        ms_log(MS_LOG_INFO,
+               "%s: JPEG 2000 signedness differs from Pixel Representation %u; "
+               "the header wins",
+               d->name, (unsigned)a->pixel_representation);
     *j2k_precision = (uint16_t)info.precision;
     /* OpenJPEG undoes the multiple-component transform, so YBR_ICT/RCT arrive as RGB. */
     const char *pi = a->photometric;
@@ -384,12 +389,15 @@ static ms_status resolve_voi(const ms_dicom *d, const ms_dcm_frame_values *fv,
     }
     uint32_t k = opts->voi_index;
     if (k > 0 && k >= fv->n_windows && k >= a->n_voi_luts)
-        return ms_fail(err, MS_EINVAL, "%s: VOI index %u requested; the file has %u window(s) and %u VOI LUT(s)",
+        return ms_fail(err, MS_EINVAL,
+                       "%s: VOI index %u requested; the file has %u window(s) and %u VOI LUT(s)",
                        d->name, k, fv->n_windows, a->n_voi_luts);
     if (k < fv->n_windows) {
         ms_voi_function fn = MS_VOI_FN_LINEAR;
-        if (strcmp(fv->voi_lut_function, "LINEAR_EXACT") == 0) fn = MS_VOI_FN_LINEAR_EXACT;
-        else if (strcmp(fv->voi_lut_function, "SIGMOID") == 0) fn = MS_VOI_FN_SIGMOID;
+        if (strcmp(fv->voi_lut_function, "LINEAR_EXACT") == 0)
+            fn = MS_VOI_FN_LINEAR_EXACT;
+        else if (strcmp(fv->voi_lut_function, "SIGMOID") == 0)
+            fn = MS_VOI_FN_SIGMOID;
         else if (fv->voi_lut_function[0] && strcmp(fv->voi_lut_function, "LINEAR") != 0)
             ms_log(MS_LOG_WARN, "%s: unknown VOI LUT Function %s; using LINEAR", d->name,
                    fv->voi_lut_function);
@@ -456,9 +464,9 @@ static void fill_provenance(const ms_dicom *d, uint32_t frame, ms_provenance *p)
     ms_str_copy(p->sop_class_uid, sizeof p->sop_class_uid, a->sop_class_uid);
 }
 
-static ms_status mono_frame(ms_dicom *d, const ms_dcm_frame_values *fv,
-                            const ms_decode_opts *opts, const void *raw,
-                            const ms_sample_layout *layout, ms_image *img, ms_err *err) {
+static ms_status mono_frame(ms_dicom *d, const ms_dcm_frame_values *fv, const ms_decode_opts *opts,
+                            const void *raw, const ms_sample_layout *layout, ms_image *img,
+                            ms_err *err) {
     const ms_dcm_attrs *a = &d->attrs;
     ms_provenance *prov = &img->prov;
     ms_mono_params p;
@@ -590,8 +598,9 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
             st = ms_fail(err, MS_EFORMAT, "%s: %s", d->name, err ? err->msg : "colour conversion");
             goto fail;
         }
-        const char *conv = cp.model == MS_CM_PALETTE ? "palette" :
-                           cp.model == MS_CM_RGB ? "rgb" : "ybr";
+        const char *conv = cp.model == MS_CM_PALETTE ? "palette"
+                           : cp.model == MS_CM_RGB   ? "rgb"
+                                                     : "ybr";
         char buf[24];
         snprintf(buf, sizeof buf, "%s_to_%s", conv, gray_out ? "luma" : "rgb");
         ms_str_copy(img->prov.color_conversion, sizeof img->prov.color_conversion,

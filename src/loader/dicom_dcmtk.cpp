@@ -232,8 +232,7 @@ bool get_f64(DcmItem *item, const DcmTagKey &tag, unsigned long pos, double *out
     return true;
 }
 
-ms_status frame_values_impl(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_values *fv,
-                            ms_err *err) {
+ms_status frame_values_impl(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_values *fv, ms_err *err) {
     DcmDataset *ds = d->dataset;
     memset(fv, 0, sizeof *fv);
     DcmItem *rs = find_group(ds, DCM_PixelValueTransformationSequence, DCM_RescaleSlope, frame);
@@ -281,15 +280,15 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     if (pd == NULL && ds->tagExists(DCM_PixelData))
         return ms_fail(err, MS_EFORMAT, "%s: Pixel Data (7FE0,0010) has an invalid VR", name);
     a->has_pixel_data = pd != NULL;
-    a->has_float_pixel_data = ds->tagExists(DCM_FloatPixelData) ||
-                              ds->tagExists(DCM_DoubleFloatPixelData);
+    a->has_float_pixel_data =
+        ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData);
     if (a->has_pixel_data) {
         DcmElement *px = pd;
         DcmPixelSequence *seq = NULL;
         E_TransferSyntax orig = ds->getOriginalXfer();
-        a->encapsulated = DcmXfer(orig).isEncapsulated() ||
-                          (pd->getEncapsulatedRepresentation(orig, NULL, seq).good() &&
-                           seq != NULL);
+        a->encapsulated =
+            DcmXfer(orig).isEncapsulated() ||
+            (pd->getEncapsulatedRepresentation(orig, NULL, seq).good() && seq != NULL);
         if (!a->encapsulated) a->pixel_data_length = px->getLength();
     }
 
@@ -315,14 +314,13 @@ ms_status get_attrs_impl(ms_dcmtk *d, ms_dcm_attrs *a, ms_err *err) {
     if (st != MS_OK) return st;
     DcmItem *mlut = NULL;
     if (ds->findAndGetSequenceItem(DCM_ModalityLUTSequence, mlut, 0).good() && mlut != NULL) {
-        st = read_lut(mlut, DCM_LUTDescriptor, DCM_LUTData, sgn, "Modality LUT",
-                      &a->modality_lut, name, err);
+        st = read_lut(mlut, DCM_LUTDescriptor, DCM_LUTData, sgn, "Modality LUT", &a->modality_lut,
+                      name, err);
         if (st != MS_OK) return st;
     }
     for (uint32_t i = 0; i < MS_DCM_MAX_VOI_LUTS; i++) {
         DcmItem *vi = NULL;
-        if (ds->findAndGetSequenceItem(DCM_VOILUTSequence, vi, (signed long)i).bad() ||
-            vi == NULL)
+        if (ds->findAndGetSequenceItem(DCM_VOILUTSequence, vi, (signed long)i).bad() || vi == NULL)
             break;
         // The VOI LUT's first mapped value follows the modality output, which is signed
         // when the stored pixels are signed or a rescale can make them negative.
@@ -381,8 +379,8 @@ ms_status meta_ts_impl(const uint8_t *data, size_t size, const char *name, char 
     MemInputStream in(data, (offile_off_t)size);
     probe.transferInit();
     // Stops at the first data set element, before reading any value of it.
-    OFCondition cond = probe.readUntilTag(in, EXS_Unknown, EGL_noChange,
-                                          MS_DCMTK_MAX_READ_LENGTH, DcmTagKey(0x0003, 0x0000));
+    OFCondition cond = probe.readUntilTag(in, EXS_Unknown, EGL_noChange, MS_DCMTK_MAX_READ_LENGTH,
+                                          DcmTagKey(0x0003, 0x0000));
     probe.transferEnd();
     // After a failed read an element may hold a length the data do not back, and touching
     // it would load that many bytes. Refuse here: a file whose meta header DCMTK cannot
@@ -430,12 +428,11 @@ ms_status open_impl(const uint8_t *data, size_t size, bool dataset_only, const c
 
 // Native 1-bit frames (PS3.5 8.1.1: packed from the least significant bit, frames not
 // byte-aligned) unpacked to one byte per pixel.
-ms_status native_bit_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t pixels,
-                           uint8_t *buf, ms_err *err) {
+ms_status native_bit_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t pixels, uint8_t *buf,
+                           ms_err *err) {
     Uint8 *bytes = NULL;
     uint64_t first = (uint64_t)frame * pixels, end_bit = first + pixels;
-    if (px->getUint8Array(bytes).bad() || bytes == NULL ||
-        (uint64_t)px->getLength() * 8u < end_bit)
+    if (px->getUint8Array(bytes).bad() || bytes == NULL || (uint64_t)px->getLength() * 8u < end_bit)
         return ms_fail(err, MS_EFORMAT, "%s: frame %u is beyond the 1-bit pixel data", d->name,
                        frame);
     for (size_t i = 0; i < pixels; i++) {
@@ -458,8 +455,7 @@ ms_status native_bytes_frame(ms_dcmtk *d, DcmElement *px, uint32_t frame, size_t
 }
 
 ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, void *buf,
-                            size_t buf_size, char color_model[17], uint16_t *planar,
-                            ms_err *err) {
+                            size_t buf_size, char color_model[17], uint16_t *planar, ms_err *err) {
     DcmPixelData *pd = pixel_data(d->dataset);
     if (pd == NULL) return ms_fail(err, MS_ENOPIXELS, "%s: no pixel data", d->name);
     DcmElement *px = pd;
@@ -486,7 +482,8 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
     // offset table is filled; find it here so that any frame can be read on its own.
     Uint32 start_fragment = 0;
     DcmPixelSequence *seq = NULL;
-    if (!native && pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).good() &&
+    if (!native &&
+        pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).good() &&
         seq != NULL && frame > 0) {
         Sint32 nframes = 1;
         d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes);
@@ -500,8 +497,8 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
                                                 (Uint32)buf_size, model, NULL);
     if (cond.bad()) {
         if (cond == EC_CannotChangeRepresentation)
-            return ms_fail(err, MS_EUNSUPPORTED, "%s: no decoder for transfer syntax %s",
-                           d->name, DcmXfer(d->dataset->getOriginalXfer()).getXferName());
+            return ms_fail(err, MS_EUNSUPPORTED, "%s: no decoder for transfer syntax %s", d->name,
+                           DcmXfer(d->dataset->getOriginalXfer()).getXferName());
         return ms_fail(err, MS_EFORMAT, "%s: cannot decode frame %u: %s", d->name, frame,
                        cond.text());
     }
@@ -527,7 +524,8 @@ bool starts_frame(DcmPixelItem *item, bool j2k) {
 ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, uint32_t frames,
                           bool j2k, unsigned long *first, unsigned long *last, ms_err *err) {
     unsigned long items = seq->card();
-    if (items < 2) return ms_fail(err, MS_EFORMAT, "%s: encapsulated pixel data have no fragments", d->name);
+    if (items < 2)
+        return ms_fail(err, MS_EFORMAT, "%s: encapsulated pixel data have no fragments", d->name);
     unsigned long nfrag = items - 1;
     DcmPixelItem *bot = NULL;
     seq->getItem(bot, 0);
@@ -538,8 +536,8 @@ ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, ui
             // Offsets count bytes from the first fragment's item tag (8-byte item headers).
             uint64_t start = 0, end = UINT64_MAX;
             const Uint8 *o = b + 4u * frame;
-            start = (uint64_t)o[0] | (uint64_t)o[1] << 8 | (uint64_t)o[2] << 16 |
-                    (uint64_t)o[3] << 24;
+            start =
+                (uint64_t)o[0] | (uint64_t)o[1] << 8 | (uint64_t)o[2] << 16 | (uint64_t)o[3] << 24;
             if (frame + 1 < frames) {
                 o += 4;
                 end = (uint64_t)o[0] | (uint64_t)o[1] << 8 | (uint64_t)o[2] << 16 |
@@ -589,7 +587,9 @@ ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, ui
         }
         seen++;
     }
-    return ms_fail(err, MS_EFORMAT, "%s: cannot find the fragments of frame %u (%lu fragments, %u frames, no usable offset table)",
+    return ms_fail(err, MS_EFORMAT,
+                   "%s: cannot find the fragments of frame %u (%lu fragments, %u frames, no usable "
+                   "offset table)",
                    d->name, frame, nfrag, frames);
 }
 
@@ -605,8 +605,9 @@ ms_status native_view_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, cons
         return MS_EUNSUPPORTED; /* not an error: the caller decodes instead */
     uint64_t end = ((uint64_t)frame + 1u) * frame_bytes;
     if (px->getLength() < end)
-        return ms_fail(err, MS_EFORMAT, "%s: pixel data have %u bytes, frame %u needs %llu (truncated?)",
-                       d->name, (unsigned)px->getLength(), frame, (unsigned long long)end);
+        return ms_fail(err, MS_EFORMAT,
+                       "%s: pixel data have %u bytes, frame %u needs %llu (truncated?)", d->name,
+                       (unsigned)px->getLength(), frame, (unsigned long long)end);
     const Uint8 *base = NULL;
     if (px->getVR() == EVR_OW) {
         Uint16 *w = NULL;
@@ -630,8 +631,7 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
         seq == NULL)
         return ms_fail(err, MS_EFORMAT, "%s: pixel data are not encapsulated", d->name);
     Sint32 nframes = 1;
-    if (d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes).bad() || nframes < 1)
-        nframes = 1;
+    if (d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes).bad() || nframes < 1) nframes = 1;
     unsigned long first = 0, last = 0;
     ms_status st = frame_fragments(d, seq, frame, (uint32_t)nframes, true, &first, &last, err);
     if (st != MS_OK) return st;
@@ -647,7 +647,8 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
     if (total == 0)
         return ms_fail(err, MS_EFORMAT, "%s: frame %u has no compressed data", d->name, frame);
     uint8_t *buf = (uint8_t *)ms_malloc(total);
-    if (buf == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes", d->name, total);
+    if (buf == NULL)
+        return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes", d->name, total);
     size_t pos = 0;
     for (unsigned long i = first; i <= last; i++) {
         DcmPixelItem *it = NULL;
@@ -669,13 +670,13 @@ ms_status bitstream_impl(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_
 
 } // namespace
 
-#define MS_DCMTK_GUARD(name, body)                                                            \
-    try {                                                                                     \
-        body                                                                                  \
-    } catch (const std::bad_alloc &) {                                                        \
-        return ms_fail(err, MS_ENOMEM, "%s: out of memory in DCMTK", name);                   \
-    } catch (...) {                                                                           \
-        return ms_fail(err, MS_EINTERNAL, "%s: DCMTK exception", name);                       \
+#define MS_DCMTK_GUARD(name, body)                                                                 \
+    try {                                                                                          \
+        body                                                                                       \
+    } catch (const std::bad_alloc &) {                                                             \
+        return ms_fail(err, MS_ENOMEM, "%s: out of memory in DCMTK", name);                        \
+    } catch (...) {                                                                                \
+        return ms_fail(err, MS_EINTERNAL, "%s: DCMTK exception", name);                            \
     }
 
 extern "C" ms_status ms_dcmtk_meta_transfer_syntax(const uint8_t *data, size_t size,

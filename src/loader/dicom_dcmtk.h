@@ -12,10 +12,10 @@ extern "C" {
 /* A lookup table (Modality LUT, VOI LUT, palette channel): PS3.3 C.11.1.1 / C.7.6.3.1.5.
  * Entries are widened to uint16; first_mapped is signed when the pixel data are. */
 typedef struct ms_dcm_lut {
-    uint32_t entries;      /* number of entries (descriptor 0 means 65536) */
-    int32_t first_mapped;  /* the stored/modality value mapped to data[0] */
-    uint16_t bits;         /* bits per entry, 8..16 */
-    uint16_t *data;        /* entries values, ms_malloc'd; NULL when absent */
+    uint32_t entries;     /* number of entries (descriptor 0 means 65536) */
+    int32_t first_mapped; /* the stored/modality value mapped to data[0] */
+    uint16_t bits;        /* bits per entry, 8..16 */
+    uint16_t *data;       /* entries values, ms_malloc'd; NULL when absent */
 } ms_dcm_lut;
 
 #define MS_DCM_MAX_WINDOWS 16
@@ -44,10 +44,10 @@ typedef struct ms_dcm_attrs {
     uint16_t samples_per_pixel;
     uint16_t planar_configuration;
     bool has_bits_allocated, has_bits_stored, has_high_bit, has_samples_per_pixel;
-    uint32_t frames;            /* Number of Frames, 1 when absent */
+    uint32_t frames; /* Number of Frames, 1 when absent */
     char photometric[17];
-    ms_dcm_frame_values fv;     /* of frame 0; see ms_dcmtk_get_frame_values */
-    ms_dcm_lut modality_lut;    /* Modality LUT Sequence (PS3.3 C.11.1) */
+    ms_dcm_frame_values fv;  /* of frame 0; see ms_dcmtk_get_frame_values */
+    ms_dcm_lut modality_lut; /* Modality LUT Sequence (PS3.3 C.11.1) */
     uint32_t n_voi_luts;
     ms_dcm_lut voi_lut[MS_DCM_MAX_VOI_LUTS];
     char presentation_lut_shape[17];
@@ -59,7 +59,7 @@ typedef struct ms_dcm_attrs {
     double pixel_spacing[2], imager_pixel_spacing[2]; /* row spacing, column spacing (mm) */
     char modality[17], body_part[65], view_position[17];
     char study_uid[65], series_uid[65], sop_uid[65], sop_class_uid[65];
-    char problems[256];         /* non-fatal oddities noticed while reading, for logs */
+    char problems[256]; /* non-fatal oddities noticed while reading, for logs */
 } ms_dcm_attrs;
 
 typedef struct ms_dcmtk ms_dcmtk; /* opaque parsed data set */
@@ -93,9 +93,8 @@ ms_status ms_dcmtk_get_frame_values(ms_dcmtk *d, uint32_t frame, ms_dcm_frame_va
  * *planar_configuration the layout of the decoded samples.
  * Errors: MS_EFORMAT, MS_EUNSUPPORTED (no codec for the transfer syntax), MS_ENOMEM. */
 ms_status ms_dcmtk_decode_frame(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, void *buf,
-                                size_t buf_size,
-                                char color_model[17], uint16_t *planar_configuration,
-                                ms_err *err);
+                                size_t buf_size, char color_model[17],
+                                uint16_t *planar_configuration, ms_err *err);
 
 /* Zero-copy access to one frame of native little-endian 8- or 16-bit pixel data: *out
  * points into the parsed data set (host byte order) and stays valid until ms_dcmtk_close.
@@ -107,8 +106,8 @@ ms_status ms_dcmtk_native_frame_view(ms_dcmtk *d, uint32_t frame, size_t frame_b
 /* For codecs DCMTK lacks (JPEG 2000, HTJ2K): the compressed bytes of one frame, i.e. its
  * fragments concatenated. *out is ms_malloc'd and belongs to the caller.
  * Errors: MS_EFORMAT (no such frame, empty fragments), MS_ELIMIT, MS_ENOMEM. */
-ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes,
-                                   uint8_t **out, size_t *out_size, ms_err *err);
+ms_status ms_dcmtk_frame_bitstream(ms_dcmtk *d, uint32_t frame, uint64_t max_bytes, uint8_t **out,
+                                   size_t *out_size, ms_err *err);
 
 void ms_dcmtk_close(ms_dcmtk *d); /* NULL is a no-op */
 

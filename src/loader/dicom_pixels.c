@@ -26,9 +26,7 @@ static inline size_t lut_index(const ms_dcm_lut *lut, double x) {
     return (size_t)i;
 }
 
-static inline double lut_max(const ms_dcm_lut *lut) {
-    return (double)((1u << lut->bits) - 1u);
-}
+static inline double lut_max(const ms_dcm_lut *lut) { return (double)((1u << lut->bits) - 1u); }
 
 /* Modality LUT (PS3.3 C.11.1): stored value to modality value. */
 static inline double modality_apply(const ms_mono_params *p, int64_t s) {
@@ -40,18 +38,16 @@ static inline double modality_apply(const ms_mono_params *p, int64_t s) {
     return (double)s;
 }
 
-double ms_voi_apply(ms_voi_kind kind, ms_voi_function fn, double c, double w,
-                    const ms_dcm_lut *lut, double x) {
+double ms_voi_apply(ms_voi_kind kind, ms_voi_function fn, double c, double w, const ms_dcm_lut *lut,
+                    double x) {
     if (kind == MS_VOI_LUT_SEQUENCE) return lut->data[lut_index(lut, x)] / lut_max(lut);
     switch (fn) {
     case MS_VOI_FN_LINEAR_EXACT: /* PS3.3 C.11.2.1.3.2 */
         if (x <= c - w / 2) return 0.0;
         if (x > c + w / 2) return 1.0;
         return (x - c) / w + 0.5;
-    case MS_VOI_FN_SIGMOID: /* PS3.3 C.11.2.1.3.1 */
-        return 1.0 / (1.0 + exp(-4.0 * (x - c) / w));
-    case MS_VOI_FN_LINEAR: /* PS3.3 C.11.2.1.2.1 */
-        break;
+    case MS_VOI_FN_SIGMOID: /* PS3.3 C.11.2.1.3.1 */ return 1.0 / (1.0 + exp(-4.0 * (x - c) / w));
+    case MS_VOI_FN_LINEAR: /* PS3.3 C.11.2.1.2.1 */ break;
     }
     if (x <= c - 0.5 - (w - 1) / 2) return 0.0;
     if (x > c - 0.5 + (w - 1) / 2) return 1.0;
@@ -195,8 +191,9 @@ ms_status ms_mono_to_float(const ms_mono_params *p, const void *raw, size_t n, f
         table = ms_malloc(codes * sizeof *table);
         if (table == NULL) return ms_fail(err, MS_ENOMEM, "cannot allocate lookup table");
         for (size_t code = 0; code < codes; code++)
-            table[code] = flat ? (q.invert ? 1.0f : 0.0f)
-                               : display_value(&q, c, w, ms_sample_value(&q.layout, (uint32_t)code));
+            table[code] = flat
+                              ? (q.invert ? 1.0f : 0.0f)
+                              : display_value(&q, c, w, ms_sample_value(&q.layout, (uint32_t)code));
         if (p->layout.bits_allocated == 8) {
             const uint8_t *restrict r = raw;
             for (size_t i = 0; i < n; i++) out[i] = table[r[i]];

@@ -30,12 +30,12 @@ typedef struct ms_mono_params {
     ms_sample_layout layout;
     ms_modality_lut_kind modality;
     double slope, intercept;
-    const ms_dcm_lut *modality_lut;  /* for MS_MODLUT_SEQUENCE */
-    ms_voi_kind voi;                 /* WINDOW, USER_WINDOW, LUT_SEQUENCE or AUTO_MINMAX */
+    const ms_dcm_lut *modality_lut; /* for MS_MODLUT_SEQUENCE */
+    ms_voi_kind voi;                /* WINDOW, USER_WINDOW, LUT_SEQUENCE or AUTO_MINMAX */
     ms_voi_function voi_function;
     double center, width;
-    const ms_dcm_lut *voi_lut;       /* for MS_VOI_LUT_SEQUENCE */
-    bool invert;                     /* MONOCHROME1 or Presentation LUT Shape INVERSE */
+    const ms_dcm_lut *voi_lut; /* for MS_VOI_LUT_SEQUENCE */
+    bool invert;               /* MONOCHROME1 or Presentation LUT Shape INVERSE */
 } ms_mono_params;
 
 /* Maps n raw samples (contiguous, host order, layout.bits_allocated wide) to display values

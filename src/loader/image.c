@@ -8,17 +8,17 @@ ms_status ms_image_create(int32_t width, int32_t height, int32_t channels, ms_im
         return ms_fail(err, MS_EINVAL, "image size %dx%dx%d is invalid", (int)width, (int)height,
                        (int)channels);
     size_t n;
-    if (!ms_mul_size((size_t)width, (size_t)height, &n) ||
-        !ms_mul_size(n, (size_t)channels, &n) || !ms_mul_size(n, sizeof(float), &n))
-        return ms_fail(err, MS_EOVERFLOW, "image size %dx%dx%d overflows", (int)width,
-                       (int)height, (int)channels);
+    if (!ms_mul_size((size_t)width, (size_t)height, &n) || !ms_mul_size(n, (size_t)channels, &n) ||
+        !ms_mul_size(n, sizeof(float), &n))
+        return ms_fail(err, MS_EOVERFLOW, "image size %dx%dx%d overflows", (int)width, (int)height,
+                       (int)channels);
     ms_image *img = ms_calloc(1, sizeof *img);
     if (img == NULL) return ms_fail(err, MS_ENOMEM, "cannot allocate image header");
     img->data = ms_malloc(n);
     if (img->data == NULL) {
         ms_free(img);
-        return ms_fail(err, MS_ENOMEM, "cannot allocate %zu bytes for a %dx%d image", n,
-                       (int)width, (int)height);
+        return ms_fail(err, MS_ENOMEM, "cannot allocate %zu bytes for a %dx%d image", n, (int)width,
+                       (int)height);
     }
     img->width = width;
     img->height = height;
@@ -44,15 +44,15 @@ ms_status ms_check_dimensions(const char *name, uint64_t width, uint64_t height,
                        lim->max_height);
     uint64_t px;
     if (!ms_mul_u64(width, height, &px) || px > lim->max_pixels)
-        return ms_fail(err, MS_ELIMIT, "%s: image has %llux%llu pixels, limit is %llu pixels",
-                       name, (unsigned long long)width, (unsigned long long)height,
+        return ms_fail(err, MS_ELIMIT, "%s: image has %llux%llu pixels, limit is %llu pixels", name,
+                       (unsigned long long)width, (unsigned long long)height,
                        (unsigned long long)lim->max_pixels);
     return MS_OK;
 }
 
 ms_status ms_codec_args(const char *kind, const uint8_t *data, size_t size, const char **name,
-                        const ms_decode_opts **opts, const ms_limits **lim,
-                        ms_limits *lim_storage, ms_image **out, ms_err *err) {
+                        const ms_decode_opts **opts, const ms_limits **lim, ms_limits *lim_storage,
+                        ms_image **out, ms_err *err) {
     static const ms_decode_opts default_opts = {0, MS_COLOR_GRAY, 0, false, 0, 0, MS_VOI_FN_LINEAR};
     if (*name == NULL) *name = "<memory>";
     if (*opts == NULL) *opts = &default_opts;

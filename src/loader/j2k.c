@@ -61,15 +61,18 @@ static void on_info(const char *msg, void *user) {
     (void)user;
 }
 
-ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name,
-                        uint32_t expected_width, uint32_t expected_height,
-                        uint32_t expected_components, unsigned bytes_per_sample, void *out,
-                        size_t out_size, ms_j2k_info *info, ms_err *err) {
+ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name, uint32_t expected_width,
+                        uint32_t expected_height, uint32_t expected_components,
+                        unsigned bytes_per_sample, void *out, size_t out_size, ms_j2k_info *info,
+                        ms_err *err) {
     static const uint8_t jp2_sig[12] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A};
     bool jp2 = size >= 12 && memcmp(data, jp2_sig, 12) == 0;
-    if (!jp2 && !(size >= 4 && data[0] == 0xFF && data[1] == 0x4F && data[2] == 0xFF &&
-                  data[3] == 0x51))
-        return ms_fail(err, MS_EFORMAT, "%s: JPEG 2000 fragment does not start with a codestream (SOC/SIZ) or JP2 signature", name);
+    if (!jp2 &&
+        !(size >= 4 && data[0] == 0xFF && data[1] == 0x4F && data[2] == 0xFF && data[3] == 0x51))
+        return ms_fail(
+            err, MS_EFORMAT,
+            "%s: JPEG 2000 fragment does not start with a codestream (SOC/SIZ) or JP2 signature",
+            name);
 
     mem_stream ms = {data, size, 0};
     msg_sink sink = {{0}};
@@ -102,7 +105,8 @@ ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name,
     uint32_t w = image->x1 - image->x0, h = image->y1 - image->y0, nc = image->numcomps;
     if (w != expected_width || h != expected_height || nc != expected_components) {
         st = ms_fail(err, MS_EFORMAT,
-                     "%s: JPEG 2000 codestream is %ux%u with %u components, the DICOM header says %ux%u with %u",
+                     "%s: JPEG 2000 codestream is %ux%u with %u components, the DICOM header says "
+                     "%ux%u with %u",
                      name, w, h, nc, expected_width, expected_height, expected_components);
         goto done;
     }
@@ -114,8 +118,8 @@ ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name,
         }
         if (cp->prec == 0 || cp->prec > 8 * bytes_per_sample) {
             st = ms_fail(err, MS_EFORMAT,
-                         "%s: JPEG 2000 component %u has %u bits, more than Bits Allocated %u", name,
-                         c, cp->prec, 8 * bytes_per_sample);
+                         "%s: JPEG 2000 component %u has %u bits, more than Bits Allocated %u",
+                         name, c, cp->prec, 8 * bytes_per_sample);
             goto done;
         }
     }

@@ -19,9 +19,9 @@ typedef struct ms_j2k_info {
  * components, no subsampling, and precision <= 8 * bytes_per_sample; out_size must hold
  * all planes. Errors: MS_EFORMAT (corrupt, or not matching the DICOM header), MS_ELIMIT,
  * MS_EUNSUPPORTED, MS_ENOMEM. */
-ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name,
-                        uint32_t expected_width, uint32_t expected_height,
-                        uint32_t expected_components, unsigned bytes_per_sample, void *out,
-                        size_t out_size, ms_j2k_info *info, ms_err *err);
+ms_status ms_j2k_decode(const uint8_t *data, size_t size, const char *name, uint32_t expected_width,
+                        uint32_t expected_height, uint32_t expected_components,
+                        unsigned bytes_per_sample, void *out, size_t out_size, ms_j2k_info *info,
+                        ms_err *err);
 
 #endif

@@ -18,8 +18,8 @@ ms_status ms_check_dimensions(const char *name, uint64_t width, uint64_t height,
  * opts or lim (default limits go to lim_storage), and refuses a NULL out, a frame other
  * than 0 and an unknown colour mode. kind names the format in messages ("PNG"). */
 ms_status ms_codec_args(const char *kind, const uint8_t *data, size_t size, const char **name,
-                        const ms_decode_opts **opts, const ms_limits **lim,
-                        ms_limits *lim_storage, ms_image **out, ms_err *err);
+                        const ms_decode_opts **opts, const ms_limits **lim, ms_limits *lim_storage,
+                        ms_image **out, ms_err *err);
 
 /* Single-image codecs. data is borrowed for the call only. opts->frame must be 0. */
 ms_status ms_png_decode(const uint8_t *data, size_t size, const char *name,

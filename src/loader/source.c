@@ -24,8 +24,8 @@ static bool looks_like_bare_dataset(const uint8_t *d, size_t n) {
     if (!le && !be) return false;
     if (d[4] >= 'A' && d[4] <= 'Z' && d[5] >= 'A' && d[5] <= 'Z') return true;
     if (!le) return false;
-    uint32_t len = (uint32_t)d[4] | (uint32_t)d[5] << 8 | (uint32_t)d[6] << 16 |
-                   (uint32_t)d[7] << 24;
+    uint32_t len =
+        (uint32_t)d[4] | (uint32_t)d[5] << 8 | (uint32_t)d[6] << 16 | (uint32_t)d[7] << 24;
     return len <= n - 8;
 }
 

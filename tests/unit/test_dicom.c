@@ -102,8 +102,8 @@ static void elem_us(buf *b, enc e, uint16_t g, uint16_t el, uint16_t v) {
 
 typedef struct spec {
     enc encoding;
-    const char *ts;           /* NULL: the encoding's own */
-    bool no_meta;             /* bare data set */
+    const char *ts; /* NULL: the encoding's own */
+    bool no_meta;   /* bare data set */
     const char *photometric;
     uint16_t rows, cols, frames, spp, bits_alloc, bits_stored, high_bit, pixrep, planar;
     const char *rescale_slope, *rescale_intercept;
@@ -114,14 +114,15 @@ typedef struct spec {
     const uint16_t *mlut_desc, *mlut_data;
     const uint16_t *vlut_desc, *vlut_data;
     const uint16_t *pal_desc, *pal_data[3];
-    const void *pixels;       /* host order samples; NULL: no pixel data */
+    const void *pixels; /* host order samples; NULL: no pixel data */
     size_t pixel_bytes;
 } spec;
 
 static const char *ts_of(const spec *s) {
     if (s->ts) return s->ts;
-    return s->encoding == IMPLICIT_LE ? "1.2.840.10008.1.2"
-           : s->encoding == EXPLICIT_BE ? "1.2.840.10008.1.2.2" : "1.2.840.10008.1.2.1";
+    return s->encoding == IMPLICIT_LE   ? "1.2.840.10008.1.2"
+           : s->encoding == EXPLICIT_BE ? "1.2.840.10008.1.2.2"
+                                        : "1.2.840.10008.1.2.1";
 }
 
 static void lut_item(buf *b, enc e, uint16_t seq, const uint16_t *desc, const uint16_t *data) {
@@ -244,8 +245,8 @@ static ms_image *decode_ok(const buf *b, const ms_decode_opts *o) {
 static ms_status decode_status(const buf *b, const ms_limits *lim, ms_err *err) {
     ms_image *img = NULL;
     ms_limits deflim = ms_limits_default();
-    ms_status st = ms_image_decode(b->p, b->n, "synthetic.dcm", NULL, lim ? lim : &deflim,
-                                   &img, err);
+    ms_status st =
+        ms_image_decode(b->p, b->n, "synthetic.dcm", NULL, lim ? lim : &deflim, &img, err);
     ms_image_destroy(img);
     return st;
 }
@@ -549,7 +550,8 @@ static void test_color(void **state) {
         ms_image *rgb = decode_ok(&b, &o);
         assert_int_equal(rgb->channels, 3);
         for (int i = 0; i < W * H; i++) {
-            double r = inter[i * 3] / 255.0, g = inter[i * 3 + 1] / 255.0, bl = inter[i * 3 + 2] / 255.0;
+            double r = inter[i * 3] / 255.0, g = inter[i * 3 + 1] / 255.0,
+                   bl = inter[i * 3 + 2] / 255.0;
             expect_near(img->data[i], 0.299 * r + 0.587 * g + 0.114 * bl, 1e-6);
             expect_near(rgb->data[i], r, 1e-6);
             expect_near(rgb->data[W * H + i], g, 1e-6);
@@ -630,7 +632,8 @@ static void test_one_bit(void **state) {
         ms_decode_opts o = ms_decode_opts_default();
         o.frame = f;
         ms_image *img = decode_ok(&b, &o);
-        for (int i = 0; i < R * C; i++) expect_near(img->data[i], bits[f * R * C + (uint32_t)i] ? 1 : 0, 0);
+        for (int i = 0; i < R * C; i++)
+            expect_near(img->data[i], bits[f * R * C + (uint32_t)i] ? 1 : 0, 0);
         ms_image_destroy(img);
     }
     free(b.p);
@@ -639,7 +642,8 @@ static void test_one_bit(void **state) {
 static void expect_error(const buf *b, const ms_limits *lim, ms_status want, const char *needle) {
     ms_err err = {0};
     ms_status st = decode_status(b, lim, &err);
-    if (st != want) fail_msg("expected %s, got %s: %s", ms_status_name(want), ms_status_name(st), err.msg);
+    if (st != want)
+        fail_msg("expected %s, got %s: %s", ms_status_name(want), ms_status_name(st), err.msg);
     assert_non_null(strstr(err.msg, "synthetic.dcm"));
     if (needle && !strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
 }
@@ -830,8 +834,10 @@ static void test_alloc_failures(void **state) {
         ms_image_destroy(img);
         ms_alloc_set_hooks(NULL);
         assert_int_equal(hs.live, 0);
-        if (st == MS_OK) done = true;
-        else if (st != MS_ENOMEM) fail_msg("allocation %ld failed with %s: %s", n, ms_status_name(st), err.msg);
+        if (st == MS_OK)
+            done = true;
+        else if (st != MS_ENOMEM)
+            fail_msg("allocation %ld failed with %s: %s", n, ms_status_name(st), err.msg);
     }
     assert_true(done);
     free(b.p);
