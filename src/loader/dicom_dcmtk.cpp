@@ -100,6 +100,7 @@ const unsigned long MS_DCMTK_FRAGMENT_BASE = 0;
 
 ms_status frame_fragments(ms_dcmtk *d, DcmPixelSequence *seq, uint32_t frame, uint32_t frames,
                           bool j2k, unsigned long *first, unsigned long *last, ms_err *err);
+bool dcmtk_jpeg_scan_stalls(const Uint8 *p, Uint32 n);
 
 // Codec registration and log silencing are process-wide in DCMTK; C++11 guarantees this
 // static is initialised once even when several threads open files at the same time.
@@ -483,14 +484,28 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
     Uint32 start_fragment = 0;
     DcmPixelSequence *seq = NULL;
     if (!native &&
-        pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).good() &&
-        seq != NULL && frame > 0) {
+        pd->getEncapsulatedRepresentation(d->dataset->getOriginalXfer(), NULL, seq).bad())
+        seq = NULL;
+    if (seq != NULL && frame > 0) {
         Sint32 nframes = 1;
         d->dataset->findAndGetSint32(DCM_NumberOfFrames, nframes);
         unsigned long first = 0, last = 0;
         if (nframes > 1 &&
             frame_fragments(d, seq, frame, (uint32_t)nframes, false, &first, &last, NULL) == MS_OK)
             start_fragment = (Uint32)(first - MS_DCMTK_FRAGMENT_BASE);
+    }
+    E_TransferSyntax xfer = d->dataset->getOriginalXfer();
+    if (!native && seq != NULL &&
+        (xfer == EXS_JPEGProcess1 || xfer == EXS_JPEGProcess2_4 || xfer == EXS_JPEGProcess14 ||
+         xfer == EXS_JPEGProcess14SV1)) {
+        DcmPixelItem *it = NULL;
+        Uint8 *bytes = NULL;
+        unsigned long first = start_fragment ? start_fragment : 1;
+        if (seq->getItem(it, first).good() && it != NULL && it->getUint8Array(bytes).good() &&
+            bytes != NULL && dcmtk_jpeg_scan_stalls(bytes, it->getLength()))
+            return ms_fail(err, MS_EFORMAT,
+                           "%s: frame %u: JPEG marker TEM (FF01) before the frame header", d->name,
+                           frame);
     }
     OFString model;
     OFCondition cond = pd->getUncompressedFrame(d->dataset, frame, start_fragment, buf,
@@ -508,6 +523,31 @@ ms_status decode_frame_impl(ms_dcmtk *d, uint32_t frame, size_t frame_bytes, voi
     d->dataset->findAndGetUint16(DCM_PlanarConfiguration, pc);
     *planar = pc;
     return MS_OK;
+}
+
+// DCMTK 3.6.7 finds a JPEG frame's bit depth with a marker walk over the frame's first
+// fragment that never advances past a TEM marker (FF01): a TEM before the frame header makes
+// it loop forever. Walk the fragment as it will; true if that walk would reach a TEM.
+bool dcmtk_jpeg_scan_stalls(const Uint8 *p, Uint32 n) {
+    Uint32 off = 0;
+    while (off + 4 < n) {
+        if (p[off] != 0xFF) return false; // DCMTK stops at anything but a marker
+        Uint8 m = p[off + 1];
+        if (m == 0x01) return true;
+        if (m == 0xFF) { // a fill byte before a marker (T.81 B.1.1.2): DCMTK steps over it
+            off += 1;
+            continue;
+        }
+        bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+        if (sof) return false; // DCMTK returns at the frame header
+        if ((m >= 0xD0 && m <= 0xD9) || (m > 0x02 && m <= 0xBF))
+            off += 2;
+        else if (m >= 0xC4)
+            off += 2u + (Uint32)(p[off + 2] << 8 | p[off + 3]);
+        else
+            return false;
+    }
+    return false;
 }
 
 // Does a fragment begin a codestream? JPEG 2000: SOC + SIZ; JPEG and JPEG-LS: SOI.
