@@ -4,7 +4,7 @@
 #   2. ASan + UBSan build in build-asan/ (-Werror), ctest (leak detection on);
 #   3. if clang is installed, a short libFuzzer run of every target (scripts/fuzz.sh).
 # Usage: scripts/test.sh [--no-asan] [--no-fuzz]
-#   MS_FUZZ_RUNS (default 20000) executions per target, capped at MS_FUZZ_SECONDS (default 120).
+#   MS_FUZZ_RUNS (default 100000) executions per target, capped at MS_FUZZ_SECONDS (default 120).
 # Installs missing Debian packages first (needs root; otherwise says what to run).
 set -euo pipefail
 
@@ -51,8 +51,8 @@ if [ "$fuzz" -eq 1 ]; then
     if command -v clang >/dev/null 2>&1 && command -v clang++ >/dev/null 2>&1; then
         # Reproducible by default (seed 1, a fixed number of executions, at most
         # MS_FUZZ_SECONDS each), so the same commit passes or fails the same way anywhere.
-        stage "fuzzing, ${MS_FUZZ_RUNS:-20000} runs per target (build-fuzz/)"
-        MS_FUZZ_RUNS=${MS_FUZZ_RUNS:-20000} scripts/fuzz.sh "${MS_FUZZ_SECONDS:-120}" ||
+        stage "fuzzing, ${MS_FUZZ_RUNS:-100000} runs per target (build-fuzz/)"
+        MS_FUZZ_RUNS=${MS_FUZZ_RUNS:-100000} scripts/fuzz.sh "${MS_FUZZ_SECONDS:-120}" ||
             failed+=("scripts/fuzz.sh")
     else
         stage "fuzzing skipped: clang is not installed"
