@@ -524,7 +524,9 @@ ms_status ms_dicom_decode_frame(ms_dicom *d, const ms_decode_opts *opts, ms_imag
     char model[17] = "";
     uint16_t planar = a->planar_configuration, j2k_precision = 0;
     /* Native little-endian frames are read where DCMTK holds them: no copy. */
-    ms_status st = ms_dcmtk_native_frame_view(d->dcmtk, opts->frame, d->frame_bytes, &raw, err);
+    ms_status st = MS_EUNSUPPORTED;
+    if (d->ts->codec == TS_NATIVE)
+        st = ms_dcmtk_native_frame_view(d->dcmtk, opts->frame, d->frame_bytes, &raw, err);
     if (st != MS_OK && st != MS_EUNSUPPORTED) goto fail;
     if (st == MS_EUNSUPPORTED) {
         size_t raw_size = d->frame_bytes + (d->frame_bytes & 1u); /* DCMTK wants an even size */

@@ -639,6 +639,32 @@ static void test_one_bit(void **state) {
     free(b.p);
 }
 
+/* HTJ2K (no corpus file uses it): a committed fixture, see tests/data/README.md. */
+static void test_htj2k_fixture(void **state) {
+    (void)state;
+    ms_image *img = NULL;
+    ms_err err = {0};
+    ms_status st =
+        ms_image_load(MS_SOURCE_DIR "/tests/data/htj2k_lossless_12bit.dcm", NULL, NULL, &img, &err);
+    if (st != MS_OK) fail_msg("%s", err.msg);
+    assert_int_equal(img->width, 64);
+    assert_int_equal(img->height, 48);
+    assert_string_equal(img->prov.transfer_syntax, "1.2.840.10008.1.2.4.201");
+    int mn = 1 << 30, mx = -1;
+    for (int y = 0; y < 48; y++)
+        for (int x = 0; x < 64; x++) {
+            int v = (x * 37 + y * 101 + (x * y) % 251) % 4096;
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    for (int y = 0; y < 48; y++)
+        for (int x = 0; x < 64; x++) {
+            int v = (x * 37 + y * 101 + (x * y) % 251) % 4096;
+            expect_near(img->data[y * 64 + x], (v - mn) / (double)(mx - mn), 1e-6);
+        }
+    ms_image_destroy(img);
+}
+
 static void expect_error(const buf *b, const ms_limits *lim, ms_status want, const char *needle) {
     ms_err err = {0};
     ms_status st = decode_status(b, lim, &err);
@@ -853,6 +879,7 @@ int main(void) {
         cmocka_unit_test(test_frames_and_encodings),
         cmocka_unit_test(test_color),
         cmocka_unit_test(test_one_bit),
+        cmocka_unit_test(test_htj2k_fixture),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_deflate),
