@@ -176,7 +176,7 @@ static void jpgd_convert_row(const jpgd_ctx *c, const uint8_t *restrict row, int
     const size_t plane = w * (size_t)img->height;
     float *restrict o0 = img->data + (size_t)y * w;
     if (in_components == 1) {
-        for (size_t x = 0; x < w; x++) o0[x] = (float)row[x] / 255.0f;
+        for (size_t x = 0; x < w; x++) o0[x] = (float)row[x] * (1.0f / 255.0f); /* vectorises */
         if (img->channels == 3) {
             memcpy(o0 + plane, o0, w * sizeof *o0);
             memcpy(o0 + 2 * plane, o0, w * sizeof *o0);
