@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "alloc_hooks.h"
+#include "mutate.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -468,29 +469,7 @@ static void test_jpeg_mutations(void **state) {
     uint32_t rng = 777u;
     for (int kind = 0; kind < 4; kind++) {
         membuf m = encode_std(23, 18, kind, (kind & 1) != 0);
-        uint8_t *d = malloc(m.n);
-        assert_non_null(d);
-        for (int it = 0; it < 500; it++) {
-            memcpy(d, m.p, m.n);
-            int edits = 1 + (int)(rng % 4);
-            for (int e = 0; e < edits; e++) {
-                rng = rng * 1664525u + 1013904223u;
-                size_t at = 3 + (rng >> 8) % (m.n - 3);
-                rng = rng * 1664525u + 1013904223u;
-                d[at] = (uint8_t)(rng >> 24);
-            }
-            ms_image *img = NULL;
-            ms_err err;
-            ms_err_clear(&err);
-            if (ms_image_decode(d, m.n, NAME, NULL, NULL, &img, &err) == MS_OK) {
-                assert_true(img->width > 0 && img->height > 0);
-                ms_image_destroy(img);
-            } else {
-                assert_null(img);
-                assert_non_null(strstr(err.msg, NAME));
-            }
-        }
-        free(d);
+        mutate_and_decode(m.p, m.n, 3, 500, &rng, NAME);
         free(m.p);
     }
 }

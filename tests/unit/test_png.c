@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "alloc_hooks.h"
+#include "mutate.h"
 
 #include <png.h>
 #include <zlib.h>
@@ -499,29 +500,7 @@ static void test_png_mutations(void **state) {
         {PNG_COLOR_TYPE_PALETTE, 2}, {PNG_COLOR_TYPE_RGB, 16}, {PNG_COLOR_TYPE_GRAY, 1}};
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         membuf m = make_png(cs[k].ctype, cs[k].depth, (int)(k & 1), 21, 17, NULL);
-        uint8_t *d = malloc(m.n);
-        assert_non_null(d);
-        for (int it = 0; it < 700; it++) {
-            memcpy(d, m.p, m.n);
-            int edits = 1 + (int)(rng % 4);
-            for (int e = 0; e < edits; e++) {
-                rng = rng * 1664525u + 1013904223u;
-                size_t at = 8 + (rng >> 8) % (m.n - 8);
-                rng = rng * 1664525u + 1013904223u;
-                d[at] = (uint8_t)(rng >> 24);
-            }
-            ms_image *img = NULL;
-            ms_err err;
-            ms_err_clear(&err);
-            if (ms_image_decode(d, m.n, NAME, NULL, NULL, &img, &err) == MS_OK) {
-                assert_true(img->width > 0 && img->height > 0);
-                ms_image_destroy(img);
-            } else {
-                assert_null(img);
-                assert_non_null(strstr(err.msg, NAME));
-            }
-        }
-        free(d);
+        mutate_and_decode(m.p, m.n, 8, 700, &rng, NAME);
         free(m.p);
     }
 }
