@@ -1,0 +1,135 @@
+/* nn layer: the CNN operators of the inference engine, on dense NCHW float32 tensors.
+ *
+ * Operators are plain functions over caller memory: they allocate nothing, keep no state and
+ * are thread-safe as long as two threads do not share an output or a workspace. Shapes are
+ * validated by the *_shape functions (which return MS_EINVAL with a message); the *_forward
+ * functions assume shapes that a *_shape call accepted. Matrix products go through
+ * cblas_sgemm; the caller (the CLI) decides OpenBLAS's thread count. */
+#ifndef MEDSCREEN_NN_H
+#define MEDSCREEN_NN_H
+
+#include "medscreen/medscreen.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A view of a dense NCHW float32 tensor; it does not own data. */
+typedef struct ms_tensor {
+    int32_t n, c, h, w;
+    float *data;
+} ms_tensor;
+
+static inline size_t ms_tensor_count(const ms_tensor *t) {
+    return (size_t)t->n * (size_t)t->c * (size_t)t->h * (size_t)t->w;
+}
+
+/* ---- activations ---- */
+typedef enum ms_act {
+    MS_ACT_NONE = 0,
+    MS_ACT_RELU,
+    MS_ACT_LEAKY_RELU, /* alpha: negative slope */
+    MS_ACT_SILU,       /* x * sigmoid(x) */
+    MS_ACT_SIGMOID,
+    MS_ACT_TANH,
+    MS_ACT_GELU        /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+} ms_act;
+
+/* Applies act in place to n values. */
+void ms_act_forward(ms_act act, float alpha, float *x, size_t n);
+
+/* ---- 2-D convolution (groups, depthwise, stride, dilation, asymmetric padding) ---- */
+typedef struct ms_conv2d {
+    int32_t in_c, out_c;           /* both divisible by groups */
+    int32_t kh, kw;
+    int32_t stride_h, stride_w;    /* >= 1 */
+    int32_t dil_h, dil_w;          /* >= 1 */
+    int32_t pad_t, pad_l, pad_b, pad_r; /* >= 0, zero padding */
+    int32_t groups;                /* >= 1; groups == in_c == out_c is depthwise */
+    ms_act act;                    /* fused after the bias */
+    float act_alpha;
+} ms_conv2d;
+
+/* Checks the parameters and an input of in_h x in_w; on success writes the output size.
+ * Errors: MS_EINVAL (message names the bad value), MS_EOVERFLOW. */
+ms_status ms_conv2d_shape(const ms_conv2d *p, int32_t in_h, int32_t in_w, int32_t *out_h,
+                          int32_t *out_w, ms_err *err);
+
+/* Floats of workspace ms_conv2d_forward needs for an input of in_h x in_w (0 when the
+ * convolution needs none, e.g. 1x1 with stride 1 and no padding). The size must have been
+ * accepted by ms_conv2d_shape. */
+size_t ms_conv2d_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
+
+/* out = act(conv(in, weight) + bias) for every image of the batch.
+ * weight: [out_c][in_c / groups][kh][kw]; bias: [out_c] or NULL.
+ * out must be [in->n][out_c][out_h][out_w] as given by ms_conv2d_shape, and must not alias
+ * in. workspace: ms_conv2d_workspace() floats (may be NULL when that is 0). */
+void ms_conv2d_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
+                       const float *bias, ms_tensor *out, float *workspace);
+
+/* ---- batch normalisation (inference) ---- */
+/* Folds y = gamma (x - mean) / sqrt(var + eps) + beta into the preceding convolution:
+ * weight [out_c][per_out] and bias [out_c] are updated in place (bias must exist; zeros if the
+ * convolution had none). */
+void ms_batchnorm_fold(int32_t out_c, size_t per_out, float *weight, float *bias,
+                       const float *gamma, const float *beta, const float *mean,
+                       const float *var, float eps);
+
+/* The same normalisation applied in place to x, per channel. */
+void ms_batchnorm_forward(ms_tensor *x, const float *gamma, const float *beta,
+                          const float *mean, const float *var, float eps);
+
+/* ---- pooling ---- */
+typedef enum ms_pool_kind { MS_POOL_MAX = 0, MS_POOL_AVG } ms_pool_kind;
+
+typedef struct ms_pool2d {
+    ms_pool_kind kind;
+    int32_t kh, kw;
+    int32_t stride_h, stride_w;
+    int32_t pad_t, pad_l, pad_b, pad_r;
+    bool ceil_mode;          /* output size rounds up, as PyTorch/ONNX ceil_mode */
+    bool count_include_pad;  /* average pooling divides by the full window */
+} ms_pool2d;
+
+/* Checks parameters and input size, writes the output size (PyTorch/ONNX rules, including
+ * ceil_mode's "last window must start inside the input or left padding"). Errors: MS_EINVAL. */
+ms_status ms_pool2d_shape(const ms_pool2d *p, int32_t in_h, int32_t in_w, int32_t *out_h,
+                          int32_t *out_w, ms_err *err);
+void ms_pool2d_forward(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out);
+
+/* Global pooling to [n][c][1][1]. */
+void ms_global_pool_forward(ms_pool_kind kind, const ms_tensor *in, ms_tensor *out);
+
+/* ---- resizing ---- */
+typedef enum ms_upsample_mode {
+    MS_UPSAMPLE_NEAREST = 0, /* PyTorch 'nearest': src = floor(dst * in / out) */
+    MS_UPSAMPLE_BILINEAR     /* PyTorch 'bilinear' (half-pixel, clamped) or align_corners */
+} ms_upsample_mode;
+
+/* Resizes in to out's h and w (same n and c). */
+void ms_upsample_forward(ms_upsample_mode mode, bool align_corners, const ms_tensor *in,
+                         ms_tensor *out);
+
+/* ---- tensor plumbing ---- */
+/* Concatenates count tensors along channels into out (same n, h, w). */
+void ms_concat_channels(const ms_tensor *const *ins, int32_t count, ms_tensor *out);
+
+typedef enum ms_binary_op { MS_BINARY_ADD = 0, MS_BINARY_MUL } ms_binary_op;
+
+/* out = a op b, where b has a's shape or broadcasts as [1|n][c][1][1] or [1][1][1][1].
+ * out may alias a. Errors (shape mismatch): MS_EINVAL. */
+ms_status ms_binary_forward(ms_binary_op op, const ms_tensor *a, const ms_tensor *b,
+                            ms_tensor *out, ms_err *err);
+
+/* Fully connected: out[n][o] = sum_i in[n][i] * weight[o][i] + bias[o], where in is read as
+ * [n][c*h*w] (flattened) and out is [n][out_features][1][1]. bias may be NULL. */
+void ms_fc_forward(const ms_tensor *in, int32_t out_features, const float *weight,
+                   const float *bias, ms_tensor *out);
+
+/* Softmax over channels at every (n, y, x), in place; numerically stable. */
+void ms_softmax_channels(ms_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,3 @@
+/* conv: to be written */
+#include "medscreen/nn.h"
+typedef int ms_nn_conv_placeholder;

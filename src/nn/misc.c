@@ -1,0 +1,3 @@
+/* misc: to be written */
+#include "medscreen/nn.h"
+typedef int ms_nn_misc_placeholder;
