@@ -78,6 +78,19 @@ bool ms_parse_double(const char *s, double *out);
 ms_status ms_file_read_all(const char *path, uint64_t max_bytes, uint8_t **out_data,
                            size_t *out_size, ms_err *err);
 
+/* SHA-256 (FIPS 180-4). Streaming: init, update any number of times, final. */
+typedef struct ms_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t buf[64];
+    size_t fill;
+} ms_sha256;
+void ms_sha256_init(ms_sha256 *s);
+void ms_sha256_update(ms_sha256 *s, const void *data, size_t n);
+void ms_sha256_final(ms_sha256 *s, uint8_t out[32]);
+/* One call: the lowercase hex digest of n bytes, NUL-terminated. */
+void ms_sha256_hex(const void *data, size_t n, char out[65]);
+
 /* Bounded copy that always terminates dst (dst_size > 0). Returns false if truncated. */
 bool ms_str_copy(char *dst, size_t dst_size, const char *src);
 
