@@ -43,5 +43,7 @@ int cli_opt_value(const char *name, int argc, char **argv, int *i, const char **
 /* Commands. argv[0] is the command name. */
 int cli_info_main(int argc, char **argv, int verbosity);
 void cli_info_usage(FILE *f);
+int cli_model_main(int argc, char **argv, int verbosity);
+void cli_model_usage(FILE *f);
 
 #endif

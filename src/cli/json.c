@@ -268,6 +268,15 @@ void cli_json_obj(cli_json *o, const char *key, cli_json *child) {
     json_add(o, key, buf_take(&b));
 }
 
+void cli_json_raw(cli_json *o, const char *key, cli_buf *rendered) {
+    if (rendered->oom) {
+        cli_buf_free(rendered);
+        json_add(o, key, NULL);
+        return;
+    }
+    json_add(o, key, buf_take(rendered));
+}
+
 static int member_cmp(const void *a, const void *b) {
     return strcmp(((const cli_json_member *)a)->key, ((const cli_json_member *)b)->key);
 }

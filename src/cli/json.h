@@ -61,6 +61,10 @@ void cli_json_null(cli_json *o, const char *key);
 /* Renders child as the value of key and frees child (also on failure). */
 void cli_json_obj(cli_json *o, const char *key, cli_json *child);
 
+/* Takes an already rendered JSON value (an array, or an object whose keys come from data)
+ * as the value of key; rendered is consumed. */
+void cli_json_raw(cli_json *o, const char *key, cli_buf *rendered);
+
 /* Appends the object, members sorted by key, without a trailing newline. Returns false if
  * any allocation failed (here or in an earlier adder). */
 bool cli_json_render(cli_json *o, cli_buf *out);

@@ -92,6 +92,8 @@ static void usage(FILE *f) {
           "\n"
           "Commands:\n"
           "  info     decode images and print what was decoded and how\n"
+          "  model    'model info FILE': validate a .msm model, print its tensors, metadata\n"
+          "           and sha256\n"
           "  help     show this help; 'medscreen help info' shows the info command's\n"
           "\n"
           "Options:\n"
@@ -148,6 +150,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "help") == 0) {
         if (i + 1 < argc && strcmp(argv[i + 1], "info") == 0)
             cli_info_usage(stdout);
+        else if (i + 1 < argc && strcmp(argv[i + 1], "model") == 0)
+            cli_model_usage(stdout);
         else if (i + 1 < argc)
             return cli_usage_error("no help for unknown command '%s'", argv[i + 1]);
         else
@@ -155,5 +159,6 @@ int main(int argc, char **argv) {
         return finish(CLI_EXIT_OK);
     }
     if (strcmp(cmd, "info") == 0) return finish(cli_info_main(argc - i, argv + i, verbosity));
+    if (strcmp(cmd, "model") == 0) return finish(cli_model_main(argc - i, argv + i, verbosity));
     return cli_usage_error("unknown command '%s'", cmd);
 }

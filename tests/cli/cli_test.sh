@@ -440,6 +440,62 @@ fatal_output)
     RC=$?
     expect_rc 4
     ;;
+model_info)
+    need_python
+    # A model written from models/FORMAT.md by an independent Python writer.
+    "$PY" - "$D/m.msm" <<'PY' || fail "could not write the test model"
+import struct, sys, zlib
+tensors = [("c1.weight", 1, [2, 1, 3, 3], struct.pack("<18f", *[i * 0.5 - 4 for i in range(18)])),
+           ("meta", 2, [25], b"name=tiny\nlicence=MIT\nx=1\n"[:25])]
+table, payload = b"", b""
+for name, dtype, dims, data in tensors:
+    payload += b"\0" * (-len(payload) % 64)
+    table += struct.pack("<H", len(name)) + name.encode() + bytes([dtype, len(dims)])
+    table += struct.pack("<%dI" % len(dims), *dims) + struct.pack("<QQ", len(payload), len(data))
+    payload += data
+head = b"MSMODEL\0" + struct.pack("<IIQQ", 1, len(tensors), len(table), len(payload))
+body = head + table
+body += b"\0" * (-len(body) % 64) + payload
+open(sys.argv[1], "wb").write(body + struct.pack("<I", zlib.crc32(body)))
+PY
+    run model info --json "$D/m.msm"
+    expect_rc 0
+    err_empty
+    want=$(sha256sum "$D/m.msm" | cut -d' ' -f1)
+    "$PY" - "$D/out" "$want" <<'PY' || fail "model JSON check failed (see above)"
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+lines = raw.decode("utf-8").split("\n")
+assert lines[-1] == "" and len(lines) == 2, lines
+o = json.loads(lines[0])
+assert list(o) == sorted(o), list(o)
+assert o["sha256"] == sys.argv[2], o["sha256"]
+assert o["format_version"] == 1 and o["parameters"] == 18 and o["schema_version"] == 1
+assert o["status"] == "ok" and o["bytes"] > 0
+assert [t["name"] for t in o["tensors"]] == ["c1.weight", "meta"]
+assert o["tensors"][0]["shape"] == [2, 1, 3, 3] and o["tensors"][0]["dtype"] == "float32"
+assert o["meta"][:2] == [["name", "tiny"], ["licence", "MIT"]], o["meta"]
+PY
+    run model info "$D/m.msm"
+    expect_rc 0
+    out_has "sha256             $want"
+    out_has "tensor             c1.weight  float32  [2x1x3x3]"
+    # one flipped byte: the CRC catches it; a model that cannot be read is fatal (4)
+    cp "$D/m.msm" "$D/bad.msm"
+    printf '\x55' | dd of="$D/bad.msm" bs=1 seek=200 conv=notrunc 2>/dev/null
+    run model info "$D/bad.msm"
+    expect_rc 4
+    err_has "medscreen: $D/bad.msm: CRC-32 mismatch"
+    run model info "$D/missing.msm"
+    expect_rc 4
+    err_prefixed
+    run model info
+    expect_rc 2
+    run model list "$D/m.msm"
+    expect_rc 2
+    run model info --bogus "$D/m.msm"
+    expect_rc 2
+    ;;
 *)
     fail "unknown case '$CASE'"
     ;;
