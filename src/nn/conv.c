@@ -1,3 +1,281 @@
-/* conv: to be written */
-#include "medscreen/nn.h"
-typedef int ms_nn_conv_placeholder;
+/* 2-D convolution. Three paths, chosen by ms_conv2d_plan from the parameters alone:
+ *   depthwise (groups == in_c == out_c): a direct loop, no workspace;
+ *   pointwise (1x1, stride 1, no padding): the input planes of a group already are the column
+ *     matrix [in_c/groups][h*w], so one sgemm per image and group, no workspace;
+ *   otherwise im2col into the workspace ([K][out_h*out_w], K = in_c/groups*kh*kw) and one
+ *     sgemm per image and group.
+ * Bias and activation are applied in one pass over the output after the product. */
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "medscreen/core.h"
+#include "nn_internal.h"
+
+typedef enum conv_path { CONV_IM2COL = 0, CONV_POINTWISE, CONV_DEPTHWISE } conv_path;
+
+typedef struct conv_plan {
+    int32_t out_h, out_w;
+    size_t k;         /* in_c / groups * kh * kw: the reduction length */
+    size_t plane_in;  /* in_h * in_w */
+    size_t plane_out; /* out_h * out_w */
+    size_t workspace; /* floats */
+    conv_path path;
+} conv_plan;
+
+/* Smallest q with q * b >= a, for b > 0 and any sign of a. */
+static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* One output axis: checks the kernel against the padded input and writes the output length. */
+static ms_status conv_axis(const char *axis, int32_t in, int32_t k, int32_t stride, int32_t dil,
+                           int32_t pad0, int32_t pad1, int32_t *out, ms_err *err) {
+    int64_t eff = (int64_t)(k - 1) * dil + 1;
+    int64_t padded = (int64_t)in + pad0 + pad1;
+    if (eff > padded)
+        return ms_fail(err, MS_EINVAL,
+                       "conv2d: effective kernel %s %lld ((k-1)*dilation+1 with k=%d, "
+                       "dilation=%d) exceeds the padded input %s %lld (%d + pads %d, %d)",
+                       axis, (long long)eff, k, dil, axis, (long long)padded, in, pad0, pad1);
+    int64_t n = (padded - eff) / stride + 1;
+    if (n > INT32_MAX)
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: output %s %lld does not fit int32", axis,
+                       (long long)n);
+    *out = (int32_t)n;
+    return MS_OK;
+}
+
+static ms_status conv_plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, conv_plan *pl,
+                                ms_err *err) {
+    if (p == NULL) return ms_fail(err, MS_EINVAL, "conv2d: NULL parameters");
+    if (in_h < 1 || in_w < 1)
+        return ms_fail(err, MS_EINVAL, "conv2d: input size %dx%d must be positive", in_h, in_w);
+    if (p->in_c < 1 || p->out_c < 1)
+        return ms_fail(err, MS_EINVAL, "conv2d: in_c=%d and out_c=%d must be positive", p->in_c,
+                       p->out_c);
+    if (p->kh < 1 || p->kw < 1)
+        return ms_fail(err, MS_EINVAL, "conv2d: kernel %dx%d must be positive", p->kh, p->kw);
+    if (p->stride_h < 1 || p->stride_w < 1)
+        return ms_fail(err, MS_EINVAL, "conv2d: stride %dx%d must be >= 1", p->stride_h,
+                       p->stride_w);
+    if (p->dil_h < 1 || p->dil_w < 1)
+        return ms_fail(err, MS_EINVAL, "conv2d: dilation %dx%d must be >= 1", p->dil_h, p->dil_w);
+    if (p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0)
+        return ms_fail(err, MS_EINVAL,
+                       "conv2d: padding (top %d, left %d, bottom %d, right %d) must be >= 0",
+                       p->pad_t, p->pad_l, p->pad_b, p->pad_r);
+    if (p->groups < 1) return ms_fail(err, MS_EINVAL, "conv2d: groups=%d must be >= 1", p->groups);
+    if (p->in_c % p->groups != 0 || p->out_c % p->groups != 0)
+        return ms_fail(err, MS_EINVAL, "conv2d: groups=%d must divide in_c=%d and out_c=%d",
+                       p->groups, p->in_c, p->out_c);
+    if ((unsigned)p->act > (unsigned)MS_ACT_GELU)
+        return ms_fail(err, MS_EINVAL, "conv2d: unknown activation %d", (int)p->act);
+
+    int32_t oh, ow;
+    ms_status st =
+        conv_axis("height", in_h, p->kh, p->stride_h, p->dil_h, p->pad_t, p->pad_b, &oh, err);
+    if (st != MS_OK) return st;
+    st = conv_axis("width", in_w, p->kw, p->stride_w, p->dil_w, p->pad_l, p->pad_r, &ow, err);
+    if (st != MS_OK) return st;
+
+    size_t plane_in, plane_out, k, tmp;
+    size_t ic_g = (size_t)(p->in_c / p->groups);
+    /* sgemm takes int dimensions: the output plane (N) and K must fit. */
+    if (!ms_mul_size((size_t)in_h, (size_t)in_w, &plane_in) ||
+        !ms_mul_size((size_t)oh, (size_t)ow, &plane_out) || plane_out > INT_MAX)
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: output plane %dx%d exceeds the int range", oh,
+                       ow);
+    if (!ms_mul_size(ic_g, (size_t)p->kh, &k) || !ms_mul_size(k, (size_t)p->kw, &k) || k > INT_MAX)
+        return ms_fail(err, MS_EOVERFLOW,
+                       "conv2d: reduction length in_c/groups*kh*kw = %zu*%d*%d exceeds the int "
+                       "range",
+                       ic_g, p->kh, p->kw);
+    if (!ms_mul_size(plane_in, (size_t)p->in_c, &tmp) || !ms_mul_size(tmp, sizeof(float), &tmp))
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: input image %dx%dx%d overflows size_t", p->in_c,
+                       in_h, in_w);
+    if (!ms_mul_size(plane_out, (size_t)p->out_c, &tmp) || !ms_mul_size(tmp, sizeof(float), &tmp))
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: output image %dx%dx%d overflows size_t",
+                       p->out_c, oh, ow);
+    if (!ms_mul_size(k, (size_t)p->out_c, &tmp) || !ms_mul_size(tmp, sizeof(float), &tmp))
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: weight %dx%zu overflows size_t", p->out_c, k);
+
+    conv_path path = CONV_IM2COL;
+    if (p->groups == p->in_c && p->in_c == p->out_c)
+        path = CONV_DEPTHWISE;
+    else if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+             p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0)
+        path = CONV_POINTWISE; /* dilation does not matter for a 1x1 kernel */
+
+    size_t ws = 0;
+    if (path == CONV_IM2COL &&
+        (!ms_mul_size(k, plane_out, &ws) || !ms_mul_size(ws, sizeof(float), &tmp)))
+        return ms_fail(err, MS_EOVERFLOW, "conv2d: im2col workspace %zu x %zu floats overflows", k,
+                       plane_out);
+
+    pl->out_h = oh;
+    pl->out_w = ow;
+    pl->k = k;
+    pl->plane_in = plane_in;
+    pl->plane_out = plane_out;
+    pl->workspace = ws;
+    pl->path = path;
+    return MS_OK;
+}
+
+ms_status ms_conv2d_shape(const ms_conv2d *p, int32_t in_h, int32_t in_w, int32_t *out_h,
+                          int32_t *out_w, ms_err *err) {
+    conv_plan pl;
+    ms_status st = conv_plan_make(p, in_h, in_w, &pl, err);
+    if (st != MS_OK) return st;
+    if (out_h) *out_h = pl.out_h;
+    if (out_w) *out_w = pl.out_w;
+    return MS_OK;
+}
+
+size_t ms_conv2d_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    conv_plan pl;
+    /* A size ms_conv2d_shape refuses is a caller bug; SIZE_MAX makes any allocation fail
+     * instead of handing forward a NULL workspace. */
+    if (conv_plan_make(p, in_h, in_w, &pl, NULL) != MS_OK) return SIZE_MAX;
+    return pl.workspace;
+}
+
+/* Output range [*o0, *o1) along one axis whose input index o * stride + off lies in [0, in). */
+static void valid_range(int64_t off, int32_t stride, int32_t in, int32_t out, int32_t *o0,
+                        int32_t *o1) {
+    int64_t a = clamp64(ceil_div(-off, stride), 0, out);
+    int64_t b = clamp64(ceil_div((int64_t)in - off, stride), a, out);
+    *o0 = (int32_t)a;
+    *o1 = (int32_t)b;
+}
+
+/* Column matrix of one image and group: row (c, ky, kx) holds, for every output pixel, the
+ * input sample that kernel tap multiplies (zero in the padding). The rows of zeros and the
+ * valid span of each output row are computed once per tap, so the copy loops do not test
+ * bounds. */
+static void im2col(const float *restrict in, int32_t ic, int32_t in_h, int32_t in_w,
+                   const ms_conv2d *p, const conv_plan *pl, float *restrict col) {
+    const int32_t out_h = pl->out_h, out_w = pl->out_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    const size_t plane_in = pl->plane_in, plane_out = pl->plane_out;
+    for (int32_t c = 0; c < ic; c++) {
+        const float *restrict src = in + (size_t)c * plane_in;
+        for (int32_t ky = 0; ky < p->kh; ky++) {
+            const int64_t y_off = (int64_t)ky * p->dil_h - p->pad_t;
+            int32_t oy0, oy1;
+            valid_range(y_off, sh, in_h, out_h, &oy0, &oy1);
+            for (int32_t kx = 0; kx < p->kw; kx++) {
+                const int64_t x_off = (int64_t)kx * p->dil_w - p->pad_l;
+                int32_t ox0, ox1;
+                valid_range(x_off, sw, in_w, out_w, &ox0, &ox1);
+                const size_t n_mid = (size_t)(ox1 - ox0), n_right = (size_t)(out_w - ox1);
+                float *restrict dst = col;
+                col += plane_out;
+
+                memset(dst, 0, (size_t)oy0 * (size_t)out_w * sizeof(float));
+                for (int32_t oy = oy0; oy < oy1; oy++) {
+                    float *restrict d = dst + (size_t)oy * (size_t)out_w;
+                    const int64_t iy = (int64_t)oy * sh + y_off;
+                    memset(d, 0, (size_t)ox0 * sizeof(float));
+                    memset(d + ox1, 0, n_right * sizeof(float));
+                    if (n_mid == 0) continue;
+                    const float *restrict s =
+                        src + (size_t)iy * (size_t)in_w + (size_t)((int64_t)ox0 * sw + x_off);
+                    if (sw == 1) {
+                        memcpy(d + ox0, s, n_mid * sizeof(float));
+                    } else {
+                        float *restrict dm = d + ox0;
+                        for (size_t i = 0; i < n_mid; i++) dm[i] = s[i * (size_t)sw];
+                    }
+                }
+                memset(dst + (size_t)oy1 * (size_t)out_w, 0,
+                       (size_t)(out_h - oy1) * (size_t)out_w * sizeof(float));
+            }
+        }
+    }
+}
+
+/* Depthwise: each output row accumulates kh*kw shifted input rows (the row stays in L1), then
+ * gets its bias and activation. */
+static void conv_depthwise(const ms_conv2d *p, const conv_plan *pl, const float *restrict src,
+                           int32_t in_h, int32_t in_w, const float *restrict w, float bias,
+                           float *restrict dst) {
+    const int32_t out_h = pl->out_h, out_w = pl->out_w;
+    const int32_t sw = p->stride_w;
+    for (int32_t oy = 0; oy < out_h; oy++) {
+        float *restrict d = dst + (size_t)oy * (size_t)out_w;
+        memset(d, 0, (size_t)out_w * sizeof(float));
+        for (int32_t ky = 0; ky < p->kh; ky++) {
+            const int64_t iy = (int64_t)oy * p->stride_h + (int64_t)ky * p->dil_h - p->pad_t;
+            if (iy < 0 || iy >= in_h) continue;
+            const float *restrict s = src + (size_t)iy * (size_t)in_w;
+            for (int32_t kx = 0; kx < p->kw; kx++) {
+                const int64_t x_off = (int64_t)kx * p->dil_w - p->pad_l;
+                int32_t ox0, ox1;
+                valid_range(x_off, sw, in_w, out_w, &ox0, &ox1);
+                if (ox0 == ox1) continue;
+                const float wv = w[(size_t)ky * (size_t)p->kw + (size_t)kx];
+                const float *restrict sp = s + (size_t)((int64_t)ox0 * sw + x_off);
+                float *restrict dm = d + ox0;
+                const size_t n = (size_t)(ox1 - ox0);
+                if (sw == 1)
+                    for (size_t i = 0; i < n; i++) dm[i] += wv * sp[i];
+                else
+                    for (size_t i = 0; i < n; i++) dm[i] += wv * sp[i * (size_t)sw];
+            }
+        }
+        ms_nn_bias_act(d, (size_t)out_w, bias, p->act, p->act_alpha);
+    }
+}
+
+void ms_conv2d_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
+                       const float *bias, ms_tensor *out, float *workspace) {
+    conv_plan pl;
+    if (conv_plan_make(p, in->h, in->w, &pl, NULL) != MS_OK) {
+        assert(!"ms_conv2d_forward: parameters that ms_conv2d_shape refuses");
+        return;
+    }
+    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == pl.out_h &&
+           out->w == pl.out_w);
+    assert(pl.workspace == 0 || workspace != NULL);
+
+    const int32_t groups = p->groups;
+    const int32_t ic_g = p->in_c / groups, oc_g = p->out_c / groups;
+    const size_t in_img = (size_t)p->in_c * pl.plane_in;
+    const size_t out_img = (size_t)p->out_c * pl.plane_out;
+
+    for (int32_t n = 0; n < in->n; n++) {
+        const float *img = in->data + (size_t)n * in_img;
+        float *oimg = out->data + (size_t)n * out_img;
+
+        if (pl.path == CONV_DEPTHWISE) {
+            const size_t taps = (size_t)p->kh * (size_t)p->kw;
+            for (int32_t c = 0; c < p->out_c; c++)
+                conv_depthwise(p, &pl, img + (size_t)c * pl.plane_in, in->h, in->w,
+                               weight + (size_t)c * taps, bias ? bias[c] : 0.0f,
+                               oimg + (size_t)c * pl.plane_out);
+            continue;
+        }
+
+        for (int32_t g = 0; g < groups; g++) {
+            const float *in_g = img + (size_t)g * (size_t)ic_g * pl.plane_in;
+            const float *w_g = weight + (size_t)g * (size_t)oc_g * pl.k;
+            float *out_g = oimg + (size_t)g * (size_t)oc_g * pl.plane_out;
+            const float *cols = in_g;
+            if (pl.path == CONV_IM2COL) {
+                im2col(in_g, ic_g, in->h, in->w, p, &pl, workspace);
+                cols = workspace;
+            }
+            /* Row-major: out_g [oc_g x N] = W_g [oc_g x K] * cols [K x N]. */
+            const blasint m = (blasint)oc_g, nn = (blasint)pl.plane_out, kk = (blasint)pl.k;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nn, kk, 1.0f, w_g, kk, cols,
+                        nn, 0.0f, out_g, nn);
+        }
+        if (bias != NULL || p->act != MS_ACT_NONE)
+            for (int32_t c = 0; c < p->out_c; c++)
+                ms_nn_bias_act(oimg + (size_t)c * pl.plane_out, pl.plane_out, bias ? bias[c] : 0.0f,
+                               p->act, p->act_alpha);
+    }
+}

@@ -1,3 +1,178 @@
-/* pool: to be written */
-#include "medscreen/nn.h"
-typedef int ms_nn_pool_placeholder;
+/* Max and average pooling with PyTorch's rules (torch 1.13, aten/src/ATen/native/Pool.h and
+ * cpu/AvgPoolKernel.cpp):
+ *   out = floor_or_ceil((in + pad0 + pad1 - k) / stride) + 1, and with ceil_mode a last window
+ *   that would start in the right/bottom padding ((out-1)*stride >= in + pad0) is dropped;
+ *   max pooling treats padding as -inf (and propagates NaN, as PyTorch does);
+ *   average pooling with count_include_pad divides by the window clipped to the padded input
+ *   (min(start + k, in + pad1) - start), without it by the number of input samples.
+ * Padding must be at most half the kernel (PyTorch's rule), so no window is empty. */
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "medscreen/core.h"
+#include "nn_internal.h"
+
+static ms_status pool_axis(const char *axis, int32_t in, int32_t k, int32_t stride, int32_t pad0,
+                           int32_t pad1, bool ceil_mode, int32_t *out, ms_err *err) {
+    if (pad0 > k / 2 || pad1 > k / 2)
+        return ms_fail(err, MS_EINVAL,
+                       "pool2d: %s padding (%d, %d) exceeds half the kernel %d (PyTorch's rule)",
+                       axis, pad0, pad1, k);
+    int64_t padded = (int64_t)in + pad0 + pad1;
+    if (k > padded)
+        return ms_fail(err, MS_EINVAL,
+                       "pool2d: kernel %s %d exceeds the padded input %s %lld (%d + pads %d, %d)",
+                       axis, k, axis, (long long)padded, in, pad0, pad1);
+    int64_t span = padded - k;
+    int64_t n = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+    if (ceil_mode && (n - 1) * stride >= (int64_t)in + pad0) n--;
+    if (n > INT32_MAX)
+        return ms_fail(err, MS_EINVAL, "pool2d: output %s %lld does not fit int32", axis,
+                       (long long)n);
+    *out = (int32_t)n;
+    return MS_OK;
+}
+
+ms_status ms_pool2d_shape(const ms_pool2d *p, int32_t in_h, int32_t in_w, int32_t *out_h,
+                          int32_t *out_w, ms_err *err) {
+    if (p == NULL) return ms_fail(err, MS_EINVAL, "pool2d: NULL parameters");
+    if (p->kind != MS_POOL_MAX && p->kind != MS_POOL_AVG)
+        return ms_fail(err, MS_EINVAL, "pool2d: unknown kind %d", (int)p->kind);
+    if (in_h < 1 || in_w < 1)
+        return ms_fail(err, MS_EINVAL, "pool2d: input size %dx%d must be positive", in_h, in_w);
+    if (p->kh < 1 || p->kw < 1)
+        return ms_fail(err, MS_EINVAL, "pool2d: kernel %dx%d must be positive", p->kh, p->kw);
+    if (p->stride_h < 1 || p->stride_w < 1)
+        return ms_fail(err, MS_EINVAL, "pool2d: stride %dx%d must be >= 1", p->stride_h,
+                       p->stride_w);
+    if (p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0)
+        return ms_fail(err, MS_EINVAL,
+                       "pool2d: padding (top %d, left %d, bottom %d, right %d) must be >= 0",
+                       p->pad_t, p->pad_l, p->pad_b, p->pad_r);
+    int32_t oh, ow;
+    ms_status st =
+        pool_axis("height", in_h, p->kh, p->stride_h, p->pad_t, p->pad_b, p->ceil_mode, &oh, err);
+    if (st != MS_OK) return st;
+    st = pool_axis("width", in_w, p->kw, p->stride_w, p->pad_l, p->pad_r, p->ceil_mode, &ow, err);
+    if (st != MS_OK) return st;
+    size_t plane;
+    if (!ms_mul_size((size_t)oh, (size_t)ow, &plane) || !ms_mul_size(plane, sizeof(float), &plane))
+        return ms_fail(err, MS_EINVAL, "pool2d: output plane %dx%d overflows size_t", oh, ow);
+    if (out_h) *out_h = oh;
+    if (out_w) *out_w = ow;
+    return MS_OK;
+}
+
+/* Output range [*o0, *o1) whose windows lie wholly inside the input along one axis: no
+ * clipping there. */
+static void interior(int32_t in, int32_t k, int32_t stride, int32_t pad0, int32_t out, int32_t *o0,
+                     int32_t *o1) {
+    int64_t a = (pad0 + (int64_t)stride - 1) / stride; /* o * stride >= pad0 */
+    int64_t span = (int64_t)in + pad0 - k;
+    int64_t b = span < 0 ? 0 : span / stride + 1; /* o * stride + k <= in + pad0 */
+    if (a > out) a = out;
+    if (b < a) b = a;
+    if (b > out) b = out;
+    *o0 = (int32_t)a;
+    *o1 = (int32_t)b;
+}
+
+static inline float max_window(const float *restrict s, int32_t in_w, int32_t y0, int32_t y1,
+                               int32_t x0, int32_t x1) {
+    float m = -INFINITY;
+    for (int32_t y = y0; y < y1; y++) {
+        const float *restrict r = s + (size_t)y * (size_t)in_w;
+        for (int32_t x = x0; x < x1; x++) {
+            float v = r[x];
+            if (v > m || v != v) m = v;
+        }
+    }
+    return m;
+}
+
+static inline float sum_window(const float *restrict s, int32_t in_w, int32_t y0, int32_t y1,
+                               int32_t x0, int32_t x1) {
+    float acc = 0.0f;
+    for (int32_t y = y0; y < y1; y++) {
+        const float *restrict r = s + (size_t)y * (size_t)in_w;
+        for (int32_t x = x0; x < x1; x++) acc += r[x];
+    }
+    return acc;
+}
+
+/* One output value from the window [y0, y1) x [x0, x1) clipped to the input; div is the
+ * average's divisor. */
+static inline float pool_one(bool is_max, const float *restrict s, int32_t in_w, int32_t y0,
+                             int32_t y1, int32_t x0, int32_t x1, float div) {
+    return is_max ? max_window(s, in_w, y0, y1, x0, x1) : sum_window(s, in_w, y0, y1, x0, x1) / div;
+}
+
+static void pool_plane(const ms_pool2d *p, const float *restrict s, int32_t in_h, int32_t in_w,
+                       float *restrict d, int32_t out_h, int32_t out_w) {
+    const bool is_max = p->kind == MS_POOL_MAX;
+    const int64_t kw = p->kw, sw = p->stride_w, pad_l = p->pad_l;
+    const int64_t x_end_padded = (int64_t)in_w + p->pad_r;
+    int32_t ix0, ix1;
+    interior(in_w, p->kw, p->stride_w, p->pad_l, out_w, &ix0, &ix1);
+    for (int32_t oy = 0; oy < out_h; oy++) {
+        int64_t y0 = (int64_t)oy * p->stride_h - p->pad_t, y1 = y0 + p->kh;
+        const int64_t wh = (y1 < (int64_t)in_h + p->pad_b ? y1 : (int64_t)in_h + p->pad_b) - y0;
+        if (y0 < 0) y0 = 0;
+        if (y1 > in_h) y1 = in_h;
+        const int32_t cy0 = (int32_t)y0, cy1 = (int32_t)y1;
+        const int64_t hy = p->count_include_pad ? wh : y1 - y0;
+        float *restrict row = d + (size_t)oy * (size_t)out_w;
+
+        /* Interior columns: the whole kernel width lies inside the input. */
+        const float inner_div = (float)(hy * kw);
+        for (int32_t ox = ix0; ox < ix1; ox++) {
+            const int32_t x0 = (int32_t)(ox * sw - pad_l);
+            row[ox] = pool_one(is_max, s, in_w, cy0, cy1, x0, x0 + p->kw, inner_div);
+        }
+        /* Border columns: clip each window. */
+        for (int32_t ox = 0; ox < out_w; ox++) {
+            if (ox == ix0) ox = ix1;
+            if (ox >= out_w) break;
+            int64_t x0 = ox * sw - pad_l, x1 = x0 + kw;
+            const int64_t ww = (x1 < x_end_padded ? x1 : x_end_padded) - x0;
+            if (x0 < 0) x0 = 0;
+            if (x1 > in_w) x1 = in_w;
+            const float div = (float)((p->count_include_pad ? ww : x1 - x0) * hy);
+            row[ox] = pool_one(is_max, s, in_w, cy0, cy1, (int32_t)x0, (int32_t)x1, div);
+        }
+    }
+}
+
+void ms_pool2d_forward(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out) {
+    int32_t oh, ow;
+    if (ms_pool2d_shape(p, in->h, in->w, &oh, &ow, NULL) != MS_OK) {
+        assert(!"ms_pool2d_forward: parameters that ms_pool2d_shape refuses");
+        return;
+    }
+    assert(out->n == in->n && out->c == in->c && out->h == oh && out->w == ow);
+    const size_t planes = (size_t)in->n * (size_t)in->c;
+    const size_t pin = (size_t)in->h * (size_t)in->w, pout = (size_t)oh * (size_t)ow;
+    for (size_t i = 0; i < planes; i++)
+        pool_plane(p, in->data + i * pin, in->h, in->w, out->data + i * pout, oh, ow);
+}
+
+void ms_global_pool_forward(ms_pool_kind kind, const ms_tensor *in, ms_tensor *out) {
+    assert(out->n == in->n && out->c == in->c && out->h == 1 && out->w == 1);
+    const size_t planes = (size_t)in->n * (size_t)in->c;
+    const size_t pin = (size_t)in->h * (size_t)in->w;
+    for (size_t i = 0; i < planes; i++) {
+        const float *restrict s = in->data + i * pin;
+        if (kind == MS_POOL_MAX) {
+            float m = -INFINITY;
+            for (size_t j = 0; j < pin; j++)
+                if (s[j] > m || s[j] != s[j]) m = s[j];
+            out->data[i] = m;
+        } else {
+            /* A double sum keeps large planes (512x512) accurate to float precision. */
+            double acc = 0.0;
+            for (size_t j = 0; j < pin; j++) acc += s[j];
+            out->data[i] = (float)(acc / (double)pin);
+        }
+    }
+}
