@@ -238,7 +238,13 @@ static size_t expected_workspace(const ms_conv2d *p, int32_t oh, int32_t ow, con
         return 0;
     }
     *kind = p->groups > 1 ? CK_GROUPED : CK_GENERAL;
-    return (size_t)(p->in_c / p->groups) * (size_t)p->kh * (size_t)p->kw * (size_t)oh * (size_t)ow;
+    /* im2col works on bands of output rows whose column matrix fits 2^18 floats (at least one
+     * row, at most all of them). */
+    const size_t row = (size_t)(p->in_c / p->groups) * (size_t)p->kh * (size_t)p->kw * (size_t)ow;
+    size_t band = ((size_t)1 << 18) / row;
+    if (band < 1) band = 1;
+    if (band > (size_t)oh) band = (size_t)oh;
+    return row * band;
 }
 
 /* Runs one convolution case against the reference; returns the path it took. */
@@ -382,6 +388,21 @@ static void test_conv_network_shapes(void **state) {
                            L[i].pad,  L[i].pad,   L[i].groups, MS_ACT_RELU, 0};
             run_conv_case(&r, &p, batch, 24 + (int32_t)i % 3, 23, true);
         }
+}
+
+/* Outputs large enough for the im2col path to work in several bands of rows (the last one
+ * partial), and a row longer than the band budget (one row per band). */
+static void test_conv_banded(void **state) {
+    (void)state;
+    rng r = {9090};
+    ms_conv2d a = {32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, MS_ACT_SILU, 0};
+    run_conv_case(&r, &a, 1, 64, 64, true); /* K*ow = 18432: 14 rows a band, 5 bands */
+    ms_conv2d b = {16, 8, 5, 5, 2, 1, 2, 1, 3, 0, 1, 2, 2, MS_ACT_RELU, 0};
+    run_conv_case(&r, &b, 3, 97, 61, true);
+    ms_conv2d c = {64, 2, 7, 7, 1, 1, 1, 1, 0, 3, 0, 3, 1, MS_ACT_NONE, 0};
+    run_conv_case(&r, &c, 1, 9, 100, false); /* K*ow = 313600 > 2^18: one row a band */
+    conv_kind kind;
+    assert_int_equal(expected_workspace(&c, 3, 100, &kind), 313600);
 }
 
 static void expect_conv_error(const ms_conv2d *p, int32_t in_h, int32_t in_w, ms_status want,
@@ -1089,6 +1110,7 @@ int main(void) {
         cmocka_unit_test(test_act),
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_network_shapes),
+        cmocka_unit_test(test_conv_banded),
         cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_pool_random),
