@@ -1,0 +1,79 @@
+/* net layer: a validated network (ms_net) built from the `graph` tensor of a .msm model
+ * (models/FORMAT.md, "The `graph` tensor"), and per-thread inference sessions (ms_session).
+ *
+ * An ms_net is immutable after load and may be shared by any number of threads. Each thread
+ * owns its own ms_session: ms_session_create plans every buffer once (a liveness-based arena
+ * where values whose lifetimes do not overlap share space, element-wise operators write into
+ * their first input when it dies there, flatten is a view) and ms_session_run allocates
+ * nothing. */
+#ifndef MEDSCREEN_NET_H
+#define MEDSCREEN_NET_H
+
+#include "medscreen/model.h"
+#include "medscreen/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ms_net ms_net; /* opaque; read-only after load, shareable between threads */
+
+/* Loads a .msm file and validates its graph. On success *out belongs to the caller; release
+ * it with ms_net_destroy(). Thread-safe. Every graph error names the model, the graph line
+ * and the bad token.
+ * Errors: MS_EIO, MS_ELIMIT, MS_EFORMAT, MS_EUNSUPPORTED, MS_EOVERFLOW, MS_ENOMEM. */
+ms_status ms_net_load(const char *path, const ms_limits *lim, ms_net **out, ms_err *err);
+
+/* Builds a net from a loaded container. Takes ownership of m in every case (it is destroyed
+ * on failure). name labels messages (NULL: "<model>"). Errors: as ms_net_load. */
+ms_status ms_net_from_msm(ms_msm *m, const char *name, ms_net **out, ms_err *err);
+
+void ms_net_destroy(ms_net *net); /* NULL is a no-op */
+
+/* Accessors; thread-safe. Indices out of range give NULL / false. */
+uint32_t ms_net_input_count(const ms_net *net);
+const char *ms_net_input_name(const ms_net *net, uint32_t index);
+/* The per-image shape (the batch is chosen per session). */
+bool ms_net_input_shape(const ms_net *net, uint32_t index, int32_t *c, int32_t *h, int32_t *w);
+uint32_t ms_net_output_count(const ms_net *net);
+const char *ms_net_output_name(const ms_net *net, uint32_t index);
+bool ms_net_output_shape(const ms_net *net, uint32_t index, int32_t *c, int32_t *h, int32_t *w);
+uint32_t ms_net_node_count(const ms_net *net);
+/* The value of key in the `meta` tensor's key=value lines (the first line with that key;
+ * lines without '=' are ignored); NULL when absent or when the model has no meta. The
+ * string lives as long as net. */
+const char *ms_net_meta(const ms_net *net, const char *key);
+/* The underlying container (tensors, metadata), owned by net. */
+const ms_msm *ms_net_msm(const ms_net *net);
+
+typedef struct ms_session ms_session; /* opaque; one per thread */
+
+/* Plans and allocates every buffer for batches of `batch` images (1 or more). net must
+ * outlive the session. On success *out belongs to the caller (ms_session_destroy).
+ * Thread-safe (sessions of one net may be created concurrently).
+ * Errors: MS_EINVAL (batch < 1), MS_EOVERFLOW, MS_ENOMEM. */
+ms_status ms_session_create(const ms_net *net, int32_t batch, ms_session **out, ms_err *err);
+void ms_session_destroy(ms_session *s); /* NULL is a no-op */
+
+/* Bytes of the value arena (64-byte aligned slices) and of the convolution workspace. */
+size_t ms_session_arena_bytes(const ms_session *s);
+size_t ms_session_workspace_bytes(const ms_session *s);
+int32_t ms_session_batch(const ms_session *s);
+
+/* Runs the network on batch * C * H * W floats (NCHW) for a one-input net; input is only
+ * read. Allocates nothing. Not thread-safe for one session; distinct sessions may run
+ * concurrently. Errors: MS_EINVAL (NULL input, net with more than one input), MS_EINTERNAL. */
+ms_status ms_session_run(ms_session *s, const float *input, ms_err *err);
+/* The same for any number of inputs: inputs[i] for ms_net_input_name(net, i). */
+ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_err *err);
+
+/* Views of an output of the last run; valid until the next run or ms_session_destroy.
+ * Errors: MS_EINVAL (index out of range, unknown name). */
+ms_status ms_session_output(const ms_session *s, uint32_t index, ms_tensor *out);
+ms_status ms_session_output_by_name(const ms_session *s, const char *name, ms_tensor *out,
+                                    ms_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
