@@ -45,5 +45,7 @@ int cli_info_main(int argc, char **argv, int verbosity);
 void cli_info_usage(FILE *f);
 int cli_model_main(int argc, char **argv, int verbosity);
 void cli_model_usage(FILE *f);
+int cli_convert_main(int argc, char **argv, int verbosity);
+void cli_convert_usage(FILE *f);
 
 #endif

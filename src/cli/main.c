@@ -94,6 +94,7 @@ static void usage(FILE *f) {
           "  info     decode images and print what was decoded and how\n"
           "  model    'model info FILE': validate a .msm model, print its tensors, metadata\n"
           "           and sha256\n"
+          "  convert  'convert MODEL.onnx -o MODEL.msm': import a PyTorch ONNX export\n"
           "  help     show this help; 'medscreen help info' shows the info command's\n"
           "\n"
           "Options:\n"
@@ -152,6 +153,8 @@ int main(int argc, char **argv) {
             cli_info_usage(stdout);
         else if (i + 1 < argc && strcmp(argv[i + 1], "model") == 0)
             cli_model_usage(stdout);
+        else if (i + 1 < argc && strcmp(argv[i + 1], "convert") == 0)
+            cli_convert_usage(stdout);
         else if (i + 1 < argc)
             return cli_usage_error("no help for unknown command '%s'", argv[i + 1]);
         else
@@ -160,5 +163,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "info") == 0) return finish(cli_info_main(argc - i, argv + i, verbosity));
     if (strcmp(cmd, "model") == 0) return finish(cli_model_main(argc - i, argv + i, verbosity));
+    if (strcmp(cmd, "convert") == 0)
+        return finish(cli_convert_main(argc - i, argv + i, verbosity));
     return cli_usage_error("unknown command '%s'", cmd);
 }

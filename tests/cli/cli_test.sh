@@ -496,6 +496,66 @@ PY
     run model info --bogus "$D/m.msm"
     expect_rc 2
     ;;
+convert)
+    need_python
+    # a committed PyTorch export (scripts/export-onnx-models.py)
+    G="$SRC/tests/golden/onnx"
+    printf '# model card\nname=fcn test\n\nlicence=MIT\n' >"$D/meta.txt"
+    run convert "$G/fcn/model.onnx" -o "$D/fcn.msm" --meta-file "$D/meta.txt" --meta task=screen
+    expect_rc 0
+    out_empty
+    err_empty
+    run model info --json "$D/fcn.msm"
+    expect_rc 0
+    "$PY" - "$D/out" <<'PY' || fail "converted model JSON check failed (see above)"
+import json, sys
+o = json.loads(open(sys.argv[1], encoding="utf-8").read())
+meta = dict(o["meta"])
+assert meta["source"] == "onnx" and meta["onnx_opset"] == "13", meta
+assert meta["producer"].startswith("pytorch"), meta
+assert meta["name"] == "fcn test" and meta["licence"] == "MIT" and meta["task"] == "screen", meta
+names = [t["name"] for t in o["tensors"]]
+assert "graph" in names and "meta" in names, names
+assert "conv1/Conv.weight" in names and "conv1/Conv.bias" in names, names
+PY
+    "$PY" - "$D/fcn.msm" <<'PY' || fail "graph text check failed"
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+n, tsize = struct.unpack_from("<IQ", b, 12)
+p, off = 32, []
+while p < 32 + tsize:
+    (nl,) = struct.unpack_from("<H", b, p); name = b[p + 2:p + 2 + nl].decode(); p += 2 + nl
+    dt, nd = b[p], b[p + 1]; p += 2 + 4 * nd
+    o, sz = struct.unpack_from("<QQ", b, p); p += 16
+    off.append((name, o, sz))
+base = (32 + tsize + 63) // 64 * 64
+g = [b[base + o:base + o + sz] for name, o, sz in off if name == "graph"][0].decode()
+ops = [l.split()[1] for l in g.splitlines() if l.startswith("node ")]
+assert ops == ["conv2d", "conv2d", "maxpool", "conv2d", "conv2d", "softmax"], ops
+assert "act=silu" in g and "act=relu" in g and "act=leaky_relu" in g, g
+PY
+    # errors: not ONNX, an unsupported operator, usage
+    printf 'not an onnx file\n' >"$D/bad.onnx"
+    run convert "$D/bad.onnx" -o "$D/bad.msm"
+    expect_rc 4
+    err_has "medscreen: $D/bad.onnx: not an ONNX model"
+    [ ! -e "$D/bad.msm" ] || fail "a failed conversion left an output file"
+    run convert "$G/fcn/unsupported.onnx" -o "$D/u.msm"
+    expect_rc 4
+    err_has "unsupported operator 'Abs'"
+    err_has "node '/Abs'"
+    err_prefixed
+    run convert "$G/fcn/model.onnx"
+    expect_rc 2
+    run convert "$G/fcn/model.onnx" -o "$D/x.msm" --meta novalue
+    expect_rc 2
+    run convert "$G/fcn/model.onnx" -o "$D/x.msm" --meta source=me
+    expect_rc 4
+    err_has "set by the importer"
+    run help convert
+    expect_rc 0
+    out_has "Usage: medscreen convert"
+    ;;
 *)
     fail "unknown case '$CASE'"
     ;;
