@@ -16,6 +16,7 @@
 
 #include "medscreen/core.h"
 #include "medscreen/model.h"
+#include "medscreen/net.h"
 #include "medscreen/npy.h"
 #include "medscreen/onnx.h"
 
@@ -94,8 +95,41 @@ static void check_close(const ms_onnx_tensor *t, const char *npy_path) {
     ms_npy_destroy(ref);
 }
 
-/* Writes the model to a .msm and reads it back: the container accepts every tensor. */
-static void round_trip(const ms_onnx_model *m) {
+/* Runs the converted model (written to path) with the runtime on dir/input.npy and compares
+ * with PyTorch's dir/output.npy: max |ours - ref| / max |ref| <= 1e-5. */
+static void run_and_compare(const char *path, const char *dir) {
+    ms_limits lim = ms_limits_default();
+    ms_err err = {0};
+    ms_net *net = NULL;
+    ms_session *s = NULL;
+    ms_npy *x = NULL, *ref = NULL;
+    char p[512];
+    if (ms_net_load(path, &lim, &net, &err) != MS_OK) fail_msg("%s: %s", dir, err.msg);
+    snprintf(p, sizeof p, GOLDEN "%s/input.npy", dir);
+    assert_int_equal(ms_npy_load(p, &lim, &x, &err), MS_OK);
+    snprintf(p, sizeof p, GOLDEN "%s/output.npy", dir);
+    assert_int_equal(ms_npy_load(p, &lim, &ref, &err), MS_OK);
+    if (ms_session_create(net, 1, &s, &err) != MS_OK) fail_msg("%s: %s", dir, err.msg);
+    if (ms_session_run(s, x->data, &err) != MS_OK) fail_msg("%s: %s", dir, err.msg);
+    ms_tensor y;
+    assert_int_equal(ms_session_output(s, 0, &y), MS_OK);
+    assert_int_equal(ms_tensor_count(&y), ref->count);
+    double maxref = 0, maxdiff = 0;
+    for (size_t i = 0; i < ref->count; i++) {
+        maxref = fmax(maxref, fabs(ref->data[i]));
+        maxdiff = fmax(maxdiff, fabs((double)ref->data[i] - y.data[i]));
+    }
+    print_message("  %s: runtime vs torch: max |diff| / max |ref| = %.3g\n", dir, maxdiff / maxref);
+    assert_true(maxdiff <= 1e-5 * maxref);
+    ms_session_destroy(s);
+    ms_net_destroy(net);
+    ms_npy_destroy(x);
+    ms_npy_destroy(ref);
+}
+
+/* Writes the model to a .msm and reads it back: the container accepts every tensor; the
+ * runtime loads it and matches PyTorch. */
+static void round_trip(const ms_onnx_model *m, const char *dir) {
     char path[256];
     snprintf(path, sizeof path, "%s/test_onnx_%d.msm", MS_BINARY_DIR, (int)getpid());
     ms_msm_writer *w = NULL;
@@ -120,6 +154,7 @@ static void round_trip(const ms_onnx_model *m) {
     assert_non_null(strstr(text, "producer=pytorch 1.13"));
     assert_non_null(strstr(text, "name=test\nlicence=MIT\n"));
     ms_msm_destroy(msm);
+    run_and_compare(path, dir);
     unlink(path);
 
     /* meta lines that are not key=value, or that set the importer's keys, are refused */
@@ -153,7 +188,7 @@ static void test_fcn(void **state) {
     first_key(m, "conv2d", "bias", bname, sizeof bname);
     check_close(find_tensor(m, wname), GOLDEN "fcn/fold_weight.npy");
     check_close(find_tensor(m, bname), GOLDEN "fcn/fold_bias.npy");
-    round_trip(m);
+    round_trip(m, "fcn");
     ms_onnx_destroy(m);
 }
 
@@ -181,7 +216,7 @@ static void test_resnet(void **state) {
     assert_int_equal(fc->ndim, 2);
     assert_int_equal(fc->dims[0], 3);
     assert_int_equal(fc->dims[1], 32);
-    round_trip(m);
+    round_trip(m, "resnet");
     ms_onnx_destroy(m);
 }
 
@@ -197,7 +232,7 @@ static void test_densenet(void **state) {
     assert_true(has(m, "k=2,2 stride=2,2 pad=0,0,0,0 ceil=0 include_pad="));
     assert_true(has(m, " eps=9.99999975e-06"));
     assert_int_equal(count_nodes(m, "fc"), 1);
-    round_trip(m);
+    round_trip(m, "densenet");
     ms_onnx_destroy(m);
 }
 
@@ -215,7 +250,7 @@ static void test_unet(void **state) {
     assert_int_equal(count_nodes(m, "concat"), 2);
     assert_int_equal(count_nodes(m, "maxpool"), 2);
     assert_int_equal(count_nodes(m, "conv2d"), 6);
-    round_trip(m);
+    round_trip(m, "unet");
     ms_onnx_destroy(m);
 }
 
