@@ -45,6 +45,9 @@ int cli_info_main(int argc, char **argv, int verbosity);
 void cli_info_usage(FILE *f);
 int cli_model_main(int argc, char **argv, int verbosity);
 void cli_model_usage(FILE *f);
+/* 'model run' (run_cmd.c); argv[0] is "run". */
+int cli_model_run_main(int argc, char **argv);
+void cli_model_run_usage(FILE *f);
 int cli_convert_main(int argc, char **argv, int verbosity);
 void cli_convert_usage(FILE *f);
 

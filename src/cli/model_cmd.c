@@ -19,8 +19,10 @@ void cli_model_usage(FILE *f) {
           "  --json    one JSON object (sorted keys, \"schema_version\": 1)\n"
           "\n"
           "Exit status: 0 the model is valid, 2 usage error, 4 the model cannot be read or\n"
-          "is invalid (the reason is printed).\n",
+          "is invalid (the reason is printed).\n"
+          "\n",
           f);
+    cli_model_run_usage(f);
 }
 
 static const char *dtype_name(ms_dtype t) { return t == MS_DTYPE_F32 ? "float32" : "uint8"; }
@@ -155,6 +157,7 @@ int cli_model_main(int argc, char **argv, int verbosity) {
     cli_set_verbosity(verbosity);
     if (argc < 2)
         return cli_usage_error("model: missing subcommand (try 'medscreen model info FILE')");
+    if (strcmp(argv[1], "run") == 0) return cli_model_run_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") != 0)
         return cli_usage_error("model: unknown subcommand '%s'", argv[1]);
     bool json = false, end_opts = false;
