@@ -556,6 +556,74 @@ PY
     expect_rc 0
     out_has "Usage: medscreen convert"
     ;;
+model_run)
+    need_python
+    G="$SRC/tests/golden/net/unet"
+    run model run "$G/model.msm" --input "$G/input.npy" --output "$D/y.npy"
+    expect_rc 0
+    out_empty
+    err_empty
+    "$PY" - "$D/y.npy" "$G/output.npy" <<'PY' || fail "model run output differs from the golden"
+import sys
+import numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert a.dtype == np.float32 and a.shape == b.shape, (a.dtype, a.shape, b.shape)
+r = np.abs(a - b).max() / np.abs(b).max()
+assert r <= 1e-5, r
+PY
+    run model run --batch-check --output-name v29 "$G/model.msm" --input="$G/input.npy" \
+        --output "$D/y2.npy"
+    expect_rc 0
+    cmp -s "$D/y.npy" "$D/y2.npy" || fail "--output-name of the first output changed the result"
+    run model run "$G/model.msm" --input "$G/input.npy" --output "$D/y3.npy" --output-name nope
+    expect_rc 4
+    err_has "no output named 'nope'"
+    [ ! -e "$D/y3.npy" ] || fail "an output was written after an error"
+    # a wrong input shape, a missing input, a missing or damaged model, a bad graph
+    "$PY" -c "import numpy as np; np.save('$D/bad.npy', np.zeros((1, 3, 8, 8), np.float32))" ||
+        fail "numpy is needed"
+    run model run "$G/model.msm" --input "$D/bad.npy" --output "$D/y3.npy"
+    expect_rc 4
+    err_has "medscreen: $D/bad.npy: array of shape (1, 3, 8, 8), the model 'x' needs (N, 3, 16, 16)"
+    run model run "$G/model.msm" --input "$D/missing.npy" --output "$D/y3.npy"
+    expect_rc 4
+    err_prefixed
+    err_has "$D/missing.npy"
+    run model run "$D/missing.msm" --input "$G/input.npy" --output "$D/y3.npy"
+    expect_rc 4
+    err_has "$D/missing.msm"
+    cp "$G/model.msm" "$D/bad.msm"
+    printf '\x55' | dd of="$D/bad.msm" bs=1 seek=300 conv=notrunc 2>/dev/null
+    run model run "$D/bad.msm" --input "$G/input.npy" --output "$D/y3.npy"
+    expect_rc 4
+    err_has "medscreen: $D/bad.msm: CRC-32 mismatch"
+    "$PY" - "$D/badgraph.msm" <<'PY' || fail "could not write the test model"
+import struct, sys, zlib
+tensors = [("graph", 2, b"graph 1\ninput x 1 4 4\nnode act a in=x out=y act=swish\noutput y\n")]
+table, payload = b"", b""
+for name, dtype, data in tensors:
+    table += struct.pack("<H", len(name)) + name.encode() + bytes([dtype, 1])
+    table += struct.pack("<I", len(data)) + struct.pack("<QQ", len(payload), len(data))
+    payload += data
+body = b"MSMODEL\0" + struct.pack("<IIQQ", 1, len(tensors), len(table), len(payload)) + table
+body += b"\0" * (-len(body) % 64) + payload
+open(sys.argv[1], "wb").write(body + struct.pack("<I", zlib.crc32(body)))
+PY
+    run model run "$D/badgraph.msm" --input "$G/input.npy" --output "$D/y3.npy"
+    expect_rc 4
+    err_has "medscreen: $D/badgraph.msm: graph line 3: act=swish: unknown activation"
+    # usage errors
+    run model run "$G/model.msm" --output "$D/y3.npy"
+    expect_rc 2
+    err_has "--input X.npy is required"
+    run model run "$G/model.msm" --input "$G/input.npy"
+    expect_rc 2
+    run model run --bogus "$G/model.msm" --input "$G/input.npy" --output "$D/y3.npy"
+    expect_rc 2
+    run help model
+    expect_rc 0
+    out_has "Usage: medscreen model run"
+    ;;
 *)
     fail "unknown case '$CASE'"
     ;;
