@@ -93,7 +93,7 @@ static void usage(FILE *f) {
           "Commands:\n"
           "  info     decode images and print what was decoded and how\n"
           "  model    'model info FILE': validate a .msm model, print its tensors, metadata\n"
-          "           and sha256\n"
+          "           and sha256; 'model run FILE --input X.npy --output Y.npy': run it\n"
           "  convert  'convert MODEL.onnx -o MODEL.msm': import a PyTorch ONNX export\n"
           "  help     show this help; 'medscreen help info' shows the info command's\n"
           "\n"
