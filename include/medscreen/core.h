@@ -78,6 +78,11 @@ bool ms_parse_double(const char *s, double *out);
 ms_status ms_file_read_all(const char *path, uint64_t max_bytes, uint8_t **out_data,
                            size_t *out_size, ms_err *err);
 
+/* Writes size bytes to path atomically: an exclusively created temp file beside it, fsync,
+ * rename, then a best-effort fsync of the directory. On failure the temp file is removed and
+ * an existing file at path is left untouched. Errors: MS_EINVAL, MS_EIO, MS_ENOMEM. */
+ms_status ms_file_write_atomic(const char *path, const void *data, size_t size, ms_err *err);
+
 /* SHA-256 (FIPS 180-4). Streaming: init, update any number of times, final. */
 typedef struct ms_sha256 {
     uint32_t h[8];

@@ -1,13 +1,9 @@
 /* NumPy .npy reader and writer for float arrays (see include/medscreen/npy.h).
  * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html */
-#include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "medscreen/core.h"
 #include "medscreen/npy.h"
@@ -494,7 +490,7 @@ ms_status ms_npy_encode(const int64_t *shape, int32_t ndim, const float *data, u
     if (out_data == NULL || out_size == NULL)
         return ms_fail(err, MS_EINVAL, "ms_npy_encode: NULL output");
     uint8_t pre[NPY_PREAMBLE_MAX];
-    size_t pre_len, payload, total;
+    size_t pre_len = 0, payload = 0, total = 0;
     ms_status st = make_preamble("<memory>", shape, ndim, data, pre, &pre_len, &payload, err);
     if (st != MS_OK) return st;
     if (!ms_add_size(pre_len, payload, &total))
@@ -509,111 +505,15 @@ ms_status ms_npy_encode(const int64_t *shape, int32_t ndim, const float *data, u
     return MS_OK;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return false;
-        }
-        p += (size_t)w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* Best effort: makes the rename itself durable. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    int fd;
-    if (slash == NULL) {
-        fd = open(".", O_RDONLY);
-    } else if (slash == path) {
-        fd = open("/", O_RDONLY);
-    } else {
-        size_t n = (size_t)(slash - path);
-        char *dir = ms_malloc(n + 1);
-        if (dir == NULL) return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-        fd = open(dir, O_RDONLY);
-        ms_free(dir);
-    }
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 ms_status ms_npy_save(const char *path, const int64_t *shape, int32_t ndim, const float *data,
                       ms_err *err) {
     if (path == NULL || path[0] == '\0')
         return ms_fail(err, MS_EINVAL, "ms_npy_save: NULL or empty path");
-    uint8_t pre[NPY_PREAMBLE_MAX];
-    size_t pre_len, payload;
-    ms_status st = make_preamble(path, shape, ndim, data, pre, &pre_len, &payload, err);
-    if (st != MS_OK) return st;
-
-    /* <path>.tmp-<pid>-<n>, created exclusively with 0666 so the umask applies as for any new
-     * file; n moves on when another writer (thread or process) holds the name. */
-    size_t cap = strlen(path) + 48;
-    char *tmp = ms_malloc(cap);
-    if (tmp == NULL) return ms_fail(err, MS_ENOMEM, "%s: out of memory", path);
-    int fd = -1;
-    for (unsigned n = 0; n < 1000 && fd < 0; n++) {
-        snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(), n);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        st = ms_fail(err, MS_EIO, "%s: cannot create a temporary file %s: %s", path, tmp,
-                     strerror(errno));
-        ms_free(tmp);
-        return st;
-    }
-    const char *what = "write";
-    bool ok = write_all(fd, pre, pre_len);
-    if (ok && payload > 0) {
-        if (NPY_HOST_LE) {
-            ok = write_all(fd, (const uint8_t *)data, payload);
-        } else {
-            uint8_t buf[4096];
-            size_t n = payload / 4;
-            for (size_t i = 0; ok && i < n; i += sizeof buf / 4) {
-                size_t m = n - i < sizeof buf / 4 ? n - i : sizeof buf / 4;
-                put_f32le(buf, data + i, m);
-                ok = write_all(fd, buf, m * 4);
-            }
-        }
-    }
-    if (ok && fsync(fd) != 0) {
-        ok = false;
-        what = "fsync";
-    }
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        what = "close";
-        saved = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        what = "rename";
-        saved = errno;
-    }
-    if (!ok) {
-        (void)unlink(tmp);
-        st = ms_fail(err, MS_EIO, "%s: cannot save .npy (%s failed: %s)", path, what,
-                     strerror(saved));
-        ms_free(tmp);
-        return st;
-    }
-    ms_free(tmp);
-    sync_parent_dir(path);
-    return MS_OK;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    ms_status st = ms_npy_encode(shape, ndim, data, &buf, &n, err);
+    if (st != MS_OK) return ms_fail(err, st, "%s: %s", path, err ? err->msg : "cannot encode");
+    st = ms_file_write_atomic(path, buf, n, err);
+    ms_free(buf);
+    return st;
 }

@@ -2,12 +2,9 @@
  * is the specification; every check below cites the field it guards. */
 #include "medscreen/model.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "medscreen/core.h"
@@ -365,27 +362,7 @@ ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *e
     }
     put_le(buf + total - 4, crc32_of(buf, total - 4), 4);
 
-    /* Atomic: write a temp file beside the target, flush it to disk, then rename. */
-    size_t plen = strlen(path);
-    char *tmp = ms_malloc(plen + 16);
-    ms_status st = MS_OK;
-    if (tmp == NULL) {
-        ms_free(buf);
-        return ms_fail(err, MS_ENOMEM, "%s: cannot allocate", path);
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) {
-        st = ms_fail(err, MS_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    } else {
-        bool ok = fwrite(buf, 1, total, f) == total && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, path) != 0) {
-            st = ms_fail(err, MS_EIO, "%s: cannot write: %s", path, strerror(errno));
-            remove(tmp);
-        }
-    }
-    ms_free(tmp);
+    ms_status st = ms_file_write_atomic(path, buf, total, err);
     ms_free(buf);
     return st;
 }

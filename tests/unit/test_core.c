@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,21 +492,48 @@ static void test_alloc(void **state) {
     ms_free(z);
 }
 
+/* Atomic writes: content replaced whole, nothing left behind on failure. */
+static void test_file_write_atomic(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/atomic_%ld.bin", MS_BINARY_DIR, (long)getpid());
+    ms_err err = {0};
+    assert_int_equal(ms_file_write_atomic(path, "first", 5, &err), MS_OK);
+    assert_int_equal(ms_file_write_atomic(path, "second!", 7, &err), MS_OK);
+    uint8_t *d = NULL;
+    size_t n = 0;
+    assert_int_equal(ms_file_read_all(path, 100, &d, &n, &err), MS_OK);
+    assert_int_equal(n, 7);
+    assert_memory_equal(d, "second!", 7);
+    ms_free(d);
+    /* a directory in the way of the rename: error naming the path, old content kept */
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s.dir", path);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(ms_file_write_atomic(dir, "x", 1, &err), MS_EIO);
+    assert_non_null(strstr(err.msg, dir));
+    assert_int_equal(rmdir(dir), 0);
+    DIR *dd = opendir(MS_BINARY_DIR);
+    assert_non_null(dd);
+    for (struct dirent *e; (e = readdir(dd)) != NULL;)
+        if (strstr(e->d_name, "atomic_") && strstr(e->d_name, ".tmp-"))
+            fail_msg("temporary file left behind: %s", e->d_name);
+    closedir(dd);
+    assert_int_equal(ms_file_write_atomic("/nonexistent-dir/x.bin", "x", 1, &err), MS_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/x.bin"));
+    assert_int_equal(ms_file_write_atomic("", "x", 1, &err), MS_EINVAL);
+    remove(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_u32),
-        cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_parse_double),
-        cmocka_unit_test(test_checked_math),
-        cmocka_unit_test(test_reader),
-        cmocka_unit_test(test_str_copy),
-        cmocka_unit_test(test_file_read_all),
-        cmocka_unit_test(test_format_detect),
-        cmocka_unit_test(test_open_not_image),
-        cmocka_unit_test(test_fail_message),
-        cmocka_unit_test(test_status_names),
-        cmocka_unit_test(test_limits_default),
-        cmocka_unit_test(test_log),
+        cmocka_unit_test(test_parse_u32),      cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_double),   cmocka_unit_test(test_checked_math),
+        cmocka_unit_test(test_reader),         cmocka_unit_test(test_str_copy),
+        cmocka_unit_test(test_file_read_all),  cmocka_unit_test(test_file_write_atomic),
+        cmocka_unit_test(test_format_detect),  cmocka_unit_test(test_open_not_image),
+        cmocka_unit_test(test_fail_message),   cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_limits_default), cmocka_unit_test(test_log),
         cmocka_unit_test(test_alloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
