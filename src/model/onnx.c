@@ -983,7 +983,7 @@ static ms_status emit_act(imp *I, const onode *n, int32_t x, uint32_t uses, int3
         set_shape(I, y, xv->rank, xv->c, xv->h, xv->w);
         return MS_OK;
     }
-    gnode *g;
+    gnode *g = NULL;
     ms_status st = new_gnode(I, "act", n, 1, y, &g);
     if (st != MS_OK) return st;
     g->in[0] = x;
@@ -1052,7 +1052,7 @@ static ms_status op_conv(imp *I, onode *n) {
     if (st != MS_OK) return st;
     int32_t x = -1;
     const ctensor *w, *b;
-    int64_t dil[2], str[2], pads[4], group, ks[2];
+    int64_t dil[2] = {0}, str[2] = {0}, pads[4] = {0}, group = 0, ks[2] = {0};
     static const int64_t one2[2] = {1, 1}, zero4[4] = {0, 0, 0, 0};
     if (strcmp(attr_str(n, "auto_pad", "NOTSET"), "NOTSET") != 0)
         return FAIL(MS_EUNSUPPORTED, "%s: node '%s' (Conv): auto_pad '%s' (only NOTSET)", I->src,
@@ -1141,8 +1141,8 @@ static ms_status op_batchnorm(imp *I, onode *n) {
     if (st != MS_OK) return st;
     int32_t x;
     const ctensor *t[4];
-    int64_t tm, spatial;
-    float eps;
+    int64_t tm = 0, spatial = 0;
+    float eps = 0.0f;
     if ((st = in_val(I, n, 0, &x)) != MS_OK || (st = need_rank4(I, n, x)) != MS_OK ||
         (st = need_out(I, n)) != MS_OK || (st = extra_outputs_unused(I, n, 1)) != MS_OK ||
         (st = attr_float(I, n, "epsilon", 1e-5f, &eps)) != MS_OK ||
@@ -1272,7 +1272,7 @@ static ms_status op_pool(imp *I, onode *n, bool avg) {
     ms_status st = check_attrs(I, n, avg ? oka : okm);
     if (st != MS_OK) return st;
     static const int64_t one2[2] = {1, 1}, zero4[4] = {0, 0, 0, 0};
-    int64_t ks[2], str[2], pads[4], dil[2], ceil, cip, so;
+    int64_t ks[2] = {0}, str[2] = {0}, pads[4] = {0}, dil[2] = {0}, ceil = 0, cip = 0, so = 0;
     int32_t x = -1, pad_extra[4] = {0, 0, 0, 0};
     if (strcmp(attr_str(n, "auto_pad", "NOTSET"), "NOTSET") != 0)
         return FAIL(MS_EUNSUPPORTED, "%s: node '%s' (%s): auto_pad '%s' (only NOTSET)", I->src,
@@ -1425,7 +1425,7 @@ static ms_status op_resize(imp *I, onode *n) {
     const char *ctm =
         attr_str(n, "coordinate_transformation_mode", old ? "asymmetric" : "half_pixel");
     const char *nm = attr_str(n, "nearest_mode", old ? "floor" : "round_prefer_floor");
-    int64_t excl;
+    int64_t excl = 0;
     if ((st = attr_int(I, n, "exclude_outside", 0, &excl)) != MS_OK) return st;
     bool bilinear, align = false;
     if (strcmp(mode, "nearest") == 0) {
@@ -1517,7 +1517,7 @@ static ms_status op_resize(imp *I, onode *n) {
 static ms_status op_concat(imp *I, onode *n) {
     static const char *const ok[] = {"axis", NULL};
     ms_status st = check_attrs(I, n, ok);
-    int64_t axis;
+    int64_t axis = 0;
     if (st != MS_OK || (st = need_out(I, n)) != MS_OK ||
         (st = attr_int(I, n, "axis", 1, &axis)) != MS_OK)
         return st;
@@ -1677,7 +1677,7 @@ static ms_status emit_flatten(imp *I, const onode *n, int32_t x) {
         set_alias(I, n->vout[0], x);
         return MS_OK;
     }
-    gnode *g;
+    gnode *g = NULL;
     ms_status st = new_gnode(I, "flatten", n, 1, n->vout[0], &g);
     if (st != MS_OK) return st;
     g->in[0] = x;
@@ -1689,7 +1689,7 @@ static ms_status op_flatten(imp *I, onode *n) {
     static const char *const ok[] = {"axis", NULL};
     ms_status st = check_attrs(I, n, ok);
     int32_t x;
-    int64_t axis;
+    int64_t axis = 0;
     if (st != MS_OK || (st = in_val(I, n, 0, &x)) != MS_OK || (st = need_out(I, n)) != MS_OK ||
         (st = attr_int(I, n, "axis", 1, &axis)) != MS_OK)
         return st;
@@ -1728,7 +1728,7 @@ static ms_status op_softmax(imp *I, onode *n) {
     static const char *const ok[] = {"axis", NULL};
     ms_status st = check_attrs(I, n, ok);
     int32_t x;
-    int64_t axis;
+    int64_t axis = 0;
     if (st != MS_OK || (st = in_val(I, n, 0, &x)) != MS_OK || (st = need_out(I, n)) != MS_OK ||
         (st = attr_int(I, n, "axis", I->opset >= 13 ? -1 : 1, &axis)) != MS_OK)
         return st;

@@ -80,7 +80,7 @@ static ms_status conv_plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, 
     if ((unsigned)p->act > (unsigned)MS_ACT_GELU)
         return ms_fail(err, MS_EINVAL, "conv2d: unknown activation %d", (int)p->act);
 
-    int32_t oh, ow;
+    int32_t oh = 0, ow = 0;
     ms_status st =
         conv_axis("height", in_h, p->kh, p->stride_h, p->dil_h, p->pad_t, p->pad_b, &oh, err);
     if (st != MS_OK) return st;
