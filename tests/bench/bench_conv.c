@@ -18,6 +18,8 @@
 #include "medscreen/core.h"
 #include "medscreen/nn.h"
 
+#include "bench_util.h"
+
 typedef struct layer {
     const char *name;
     int32_t in_c, out_c, k, stride, pad, in_hw;
@@ -35,42 +37,6 @@ static const layer layers[] = {
     {"head_1x1_128to1", 128, 1, 1, 1, 0, 64, MS_ACT_NONE},
 };
 enum { N_LAYERS = sizeof layers / sizeof layers[0] };
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double quantile(double *v, int n, double q) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[(int)(q * (n - 1) + 0.5)];
-}
-
-/* The CPU model from /proc/cpuinfo, with JSON-unsafe characters replaced. */
-static void cpu_name(char *out, size_t size) {
-    ms_str_copy(out, size, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *c = strchr(line, ':');
-        if (!c) break;
-        c++;
-        while (*c == ' ') c++;
-        ms_str_copy(out, size, c);
-        break;
-    }
-    fclose(f);
-    for (char *p = out; *p; p++)
-        if (*p == '"' || *p == '\\' || *p == '\n' || (unsigned char)*p < 0x20) *p = ' ';
-}
 
 static void fill(float *x, size_t n, uint32_t seed) {
     for (size_t i = 0; i < n; i++) {
@@ -105,7 +71,7 @@ int main(int argc, char **argv) {
     }
     if (threads) openblas_set_num_threads((int)threads);
     char cpu[256];
-    cpu_name(cpu, sizeof cpu);
+    cpu_model(cpu, sizeof cpu);
     const char *blas = openblas_get_config();
     const int nthreads = openblas_get_num_threads();
 

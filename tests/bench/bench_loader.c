@@ -27,6 +27,8 @@
 #include "medscreen/core.h"
 #include "medscreen/loader.h"
 
+#include "bench_util.h"
+
 #ifndef MS_DCMTK_VERSION
 #define MS_DCMTK_VERSION "unknown"
 #endif
@@ -34,7 +36,7 @@
 typedef enum codec_kind { CODEC_DCMTK, CODEC_OPENJPEG, CODEC_LIBPNG, CODEC_LIBJPEG } codec_kind;
 
 typedef struct bench_input {
-    const char *file;    /* what the loader decodes */
+    const char *file;       /* what the loader decodes */
     const char *codec_file; /* what the codec alone decodes (differs for J2K) */
     const char *label;
     codec_kind codec;
@@ -49,23 +51,6 @@ static const bench_input inputs[] = {
     {"phantom_16bit.png", "phantom_16bit.png", "png-16bit-gray", CODEC_LIBPNG},
     {"phantom_8bit.jpg", "phantom_8bit.jpg", "jpeg-8bit-gray", CODEC_LIBJPEG},
 };
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double quantile(double *v, int n, double q) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    int i = (int)(q * (n - 1) + 0.5);
-    return v[i];
-}
 
 /* ---- A: the loader ---- */
 
@@ -89,7 +74,8 @@ static bool run_dcmtk(const uint8_t *d, size_t n, ms_err *err) {
     void *buf = NULL;
     if (ms_dcmtk_open(d, n, false, "bench", &dc, err) != MS_OK) return false;
     if (ms_dcmtk_get_attrs(dc, &a, err) != MS_OK) goto done_close;
-    size_t frame = (size_t)a.rows * a.columns * a.samples_per_pixel * ((a.bits_allocated + 7u) / 8u);
+    size_t frame =
+        (size_t)a.rows * a.columns * a.samples_per_pixel * ((a.bits_allocated + 7u) / 8u);
     size_t cap = frame + (frame & 1u);
     buf = malloc(cap);
     if (buf != NULL) {
@@ -255,26 +241,6 @@ static const char *codec_name(codec_kind k) {
     return "?";
 }
 
-static void cpu_model(char *out, size_t size) {
-    ms_str_copy(out, size, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f == NULL) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c != NULL) {
-                c++;
-                while (*c == ' ') c++;
-                c[strcspn(c, "\n")] = 0;
-                ms_str_copy(out, size, c);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 static void json_str(const char *s) {
     putchar('"');
     for (; *s; s++) {
@@ -289,7 +255,8 @@ int main(int argc, char **argv) {
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         uint32_t v;
-        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc && ms_parse_u32(argv[i + 1], 20, 100000, &v)) {
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc &&
+            ms_parse_u32(argv[i + 1], 20, 100000, &v)) {
             runs = (int)v;
             i++;
         } else if (argv[i][0] != '-' && dir == NULL) {

@@ -331,16 +331,7 @@ static void test_jpeg_progressive_equals_baseline(void **state) {
 
 static void expect_failure(const uint8_t *d, size_t n, const char *what, ms_status *st_out,
                            char *msg_out, size_t msg_size) {
-    ms_image *img = NULL;
-    ms_err err;
-    ms_err_clear(&err);
-    ms_status st = ms_image_decode(d, n, NAME, NULL, NULL, &img, &err);
-    if (st == MS_OK) fail_msg("%s: decoded although it should fail", what);
-    assert_null(img);
-    assert_int_equal(err.status, st);
-    if (strstr(err.msg, NAME) == NULL) fail_msg("%s: message lacks the name: %s", what, err.msg);
-    if (st_out) *st_out = st;
-    if (msg_out) ms_str_copy(msg_out, msg_size, err.msg);
+    expect_decode_failure(NAME, d, n, what, st_out, msg_out, msg_size);
 }
 
 static void test_jpeg_truncated(void **state) {
@@ -528,7 +519,6 @@ static void test_jpeg_unsupported(void **state) {
     assert_non_null(strstr(msg, "scan.jpg: CMYK"));
     free(m.p);
 }
-
 
 static void put_u16be(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 8);
