@@ -39,6 +39,12 @@ uint32_t ms_net_output_count(const ms_net *net);
 const char *ms_net_output_name(const ms_net *net, uint32_t index);
 bool ms_net_output_shape(const ms_net *net, uint32_t index, int32_t *c, int32_t *h, int32_t *w);
 uint32_t ms_net_node_count(const ms_net *net);
+/* Node i's name and operator keyword (as in the graph text), and the multiply-adds times two
+ * it performs per image (convolutions and fully connected layers; 0 for other operators):
+ * for benchmarks and `model info`. Out of range: NULL / 0. */
+const char *ms_net_node_name(const ms_net *net, uint32_t index);
+const char *ms_net_node_op(const ms_net *net, uint32_t index);
+uint64_t ms_net_node_flops(const ms_net *net, uint32_t index);
 /* The value of key in the `meta` tensor's key=value lines (the first line with that key;
  * lines without '=' are ignored); NULL when absent or when the model has no meta. The
  * string lives as long as net. */
@@ -66,6 +72,10 @@ int32_t ms_session_batch(const ms_session *s);
 ms_status ms_session_run(ms_session *s, const float *input, ms_err *err);
 /* The same for any number of inputs: inputs[i] for ms_net_input_name(net, i). */
 ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_err *err);
+
+/* Per-node timing for benchmarks: while seconds is not NULL, every run adds each node's wall
+ * time to seconds[i] (ms_net_node_count entries, owned by the caller). NULL turns it off. */
+void ms_session_set_node_timer(ms_session *s, double *seconds);
 
 /* Views of an output of the last run; valid until the next run or ms_session_destroy.
  * Errors: MS_EINVAL (index out of range, unknown name). */

@@ -804,3 +804,24 @@ const char *ms_net_meta(const ms_net *net, const char *key) {
         if (strcmp(net->meta_keys[i], key) == 0) return net->meta_vals[i];
     return NULL;
 }
+
+const char *ms_net_node_name(const ms_net *net, uint32_t index) {
+    return index < net->node_count ? net->nodes[index].name : NULL;
+}
+
+const char *ms_net_node_op(const ms_net *net, uint32_t index) {
+    return index < net->node_count ? k_ops[net->nodes[index].op].name : NULL;
+}
+
+uint64_t ms_net_node_flops(const ms_net *net, uint32_t index) {
+    if (index >= net->node_count) return 0;
+    const net_node *nd = &net->nodes[index];
+    const net_value *in = &net->values[net->in_idx[nd->in_first]], *out = &net->values[nd->out];
+    if (nd->op == OP_CONV2D) {
+        const ms_conv2d *p = &nd->conv;
+        const uint64_t k = (uint64_t)(p->in_c / p->groups) * (uint64_t)p->kh * (uint64_t)p->kw;
+        return 2u * k * (uint64_t)out->c * (uint64_t)out->h * (uint64_t)out->w;
+    }
+    if (nd->op == OP_FC) return 2u * (uint64_t)net_value_count(in) * (uint64_t)nd->fc_out;
+    return 0;
+}

@@ -9,6 +9,7 @@
  * does not collide with an already placed buffer live at the same time. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "medscreen/core.h"
 #include "net_internal.h"
@@ -23,6 +24,7 @@ struct ms_session {
     size_t arena_bytes, ws_bytes;
     ms_tensor *vals;           /* one per value, pointing into the arena */
     const ms_tensor **cat_ins; /* parallel to net->in_idx */
+    double *node_seconds;      /* optional per-node timer (benchmarks) */
 };
 
 typedef struct plan_buf {
@@ -192,6 +194,14 @@ size_t ms_session_arena_bytes(const ms_session *s) { return s->arena_bytes; }
 size_t ms_session_workspace_bytes(const ms_session *s) { return s->ws_bytes; }
 int32_t ms_session_batch(const ms_session *s) { return s->batch; }
 
+void ms_session_set_node_timer(ms_session *s, double *seconds) { s->node_seconds = seconds; }
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void copy_if_needed(const ms_tensor *in, ms_tensor *out) {
     if (out->data != in->data) memcpy(out->data, in->data, ms_tensor_count(in) * sizeof(float));
 }
@@ -228,6 +238,7 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
         const ms_tensor *in = s->cat_ins[nd->in_first];
         ms_tensor *out = &s->vals[nd->out];
         ms_status st = MS_OK;
+        const double t0 = s->node_seconds ? now_seconds() : 0.0;
         switch (nd->op) {
         case OP_CONV2D: ms_conv2d_forward(&nd->conv, in, nd->weight, nd->bias, out, s->ws); break;
         case OP_BATCHNORM:
@@ -259,6 +270,7 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
             break;
         case OP_COUNT: st = MS_EINTERNAL; break;
         }
+        if (s->node_seconds) s->node_seconds[i] += now_seconds() - t0;
         if (st != MS_OK) {
             char why[MS_ERR_MSG_MAX];
             ms_str_copy(why, sizeof why, err ? err->msg : ms_status_name(st));

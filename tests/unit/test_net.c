@@ -539,13 +539,30 @@ static void test_accessors_meta(void **state) {
     assert_null(ms_net_meta(net, "noequals"));
     assert_null(ms_net_meta(net, "absent"));
     assert_int_equal(ms_net_node_count(net), 2);
+    assert_string_equal(ms_net_node_name(net, 0), "c");
+    assert_string_equal(ms_net_node_op(net, 1), "add");
+    assert_null(ms_net_node_name(net, 2));
+    assert_null(ms_net_node_op(net, 2));
+    /* 2 * (in_c * kh * kw) * out_c * out_h * out_w = 2 * 27 * 4 * 6 * 6 */
+    assert_int_equal(ms_net_node_flops(net, 0), 2 * 27 * 4 * 36);
+    assert_int_equal(ms_net_node_flops(net, 1), 0);
+    assert_int_equal(ms_net_node_flops(net, 2), 0);
     ms_session *s;
     assert_int_equal(ms_session_create(net, 1, &s, &err), MS_OK);
     float xa[3 * 64] = {0}, xb[4 * 36];
     for (int i = 0; i < 4 * 36; i++) xb[i] = (float)i;
     assert_int_equal(ms_session_run(s, xa, &err), MS_EINVAL); /* two inputs */
     const float *ins[2] = {xa, xb};
+    double node_s[2] = {-1.0, -1.0};
+    ms_session_set_node_timer(s, node_s);
     assert_int_equal(ms_session_run_inputs(s, ins, &err), MS_OK);
+    /* each node's time was added: the conv takes some time, nothing takes a second */
+    assert_true(node_s[0] > -1.0 && node_s[0] < 0.0);
+    assert_true(node_s[1] >= -1.0 && node_s[1] < 0.0);
+    ms_session_set_node_timer(s, NULL);
+    double before = node_s[0];
+    assert_int_equal(ms_session_run_inputs(s, ins, &err), MS_OK);
+    assert_true(node_s[0] == before); /* timer off: untouched */
     ms_tensor o;
     assert_int_equal(ms_session_output(s, 0, &o), MS_OK);
     assert_memory_equal(o.data, xb, sizeof xb);
