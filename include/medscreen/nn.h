@@ -129,6 +129,14 @@ void ms_fc_forward(const ms_tensor *in, int32_t out_features, const float *weigh
 /* Softmax over channels at every (n, y, x), in place; numerically stable. */
 void ms_softmax_channels(ms_tensor *x);
 
+/* ---- BLAS kernels ---- */
+/* The kernel set OpenBLAS chose when it loaded (e.g. "SkylakeX", "Haswell", "Prescott"). */
+const char *ms_blas_coretype(void);
+/* The OPENBLAS_CORETYPE value a program should set (then start again: OpenBLAS reads it only
+ * while loading) because OpenBLAS chose kernels older than this CPU supports; NULL when its
+ * choice is right. */
+const char *ms_blas_better_coretype(void);
+
 #ifdef __cplusplus
 }
 #endif

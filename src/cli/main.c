@@ -2,11 +2,14 @@
  * Only the CLI prints, exits or reads the environment. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "json.h"
 #include "medscreen/loader.h"
+#include "medscreen/nn.h"
 
 static void vdiag(const char *fmt, va_list ap) {
     char msg[2048];
@@ -125,6 +128,18 @@ static int finish(int code) {
     return code;
 }
 
+/* For commands that run networks: when OpenBLAS chose kernels older than this CPU supports
+ * (see src/nn/blas.c), set OPENBLAS_CORETYPE and start again, once: the variable being set
+ * (by us or by the user, whose choice stands) ends the loop. If exec fails we go on, slower. */
+static void blas_kernels_fixup(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") != NULL || getenv("MEDSCREEN_NO_REEXEC") != NULL) return;
+    const char *core = ms_blas_better_coretype();
+    if (core == NULL || setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv) {
     int verbosity = 0;
     int i = 1;
@@ -162,6 +177,7 @@ int main(int argc, char **argv) {
         return finish(CLI_EXIT_OK);
     }
     if (strcmp(cmd, "info") == 0) return finish(cli_info_main(argc - i, argv + i, verbosity));
+    if (strcmp(cmd, "model") == 0 || strcmp(cmd, "scan") == 0) blas_kernels_fixup(argv);
     if (strcmp(cmd, "model") == 0) return finish(cli_model_main(argc - i, argv + i, verbosity));
     if (strcmp(cmd, "convert") == 0)
         return finish(cli_convert_main(argc - i, argv + i, verbosity));

@@ -92,8 +92,8 @@ static int run(const char *model, const char *in_path, const char *out_path, con
         rc = fatal(out_path, &err);
         goto done;
     }
-    ms_log(MS_LOG_INFO, "%s: arena %zu bytes, workspace %zu bytes", model,
-           ms_session_arena_bytes(s), ms_session_workspace_bytes(s));
+    ms_log(MS_LOG_INFO, "%s: arena %zu bytes, workspace %zu bytes, OpenBLAS kernels %s", model,
+           ms_session_arena_bytes(s), ms_session_workspace_bytes(s), ms_blas_coretype());
     rc = CLI_EXIT_OK;
 done:
     ms_session_destroy(s);

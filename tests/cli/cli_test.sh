@@ -571,6 +571,29 @@ assert a.dtype == np.float32 and a.shape == b.shape, (a.dtype, a.shape, b.shape)
 r = np.abs(a - b).max() / np.abs(b).max()
 assert r <= 1e-5, r
 PY
+    # OpenBLAS kernels: with OPENBLAS_CORETYPE unset, a CPU with AVX2+FMA must not be left on
+    # OpenBLAS's pre-AVX kernels (Debian's 0.3.21 misdetects newer Xeons; we start again with
+    # the right OPENBLAS_CORETYPE); a user's own setting is kept.
+    OLD_CORE="${OPENBLAS_CORETYPE-}"
+    unset OPENBLAS_CORETYPE
+    run -v -v model run "$G/model.msm" --input "$G/input.npy" --output "$D/yk.npy"
+    expect_rc 0
+    err_has "OpenBLAS kernels "
+    if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+        ! grep -qE "OpenBLAS kernels (Prescott|Core2|Penryn|Dunnington|Nehalem|Atom|Sandybridge)" \
+            "$D/err" || fail "OpenBLAS left on pre-AVX2 kernels: $(grep -o 'OpenBLAS kernels [A-Za-z]*' "$D/err")"
+    fi
+    OPENBLAS_CORETYPE=Prescott run -v -v model run "$G/model.msm" --input "$G/input.npy" \
+        --output "$D/yk.npy"
+    expect_rc 0
+    err_has "OpenBLAS kernels Prescott"
+    cmp -s "$D/y.npy" "$D/yk.npy" || "$PY" - "$D/yk.npy" "$G/output.npy" <<'PY' || fail "Prescott kernels: output differs"
+import sys
+import numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert np.abs(a - b).max() / np.abs(b).max() <= 1e-5
+PY
+    [ -z "$OLD_CORE" ] || export OPENBLAS_CORETYPE="$OLD_CORE"
     run model run --batch-check --output-name v29 "$G/model.msm" --input="$G/input.npy" \
         --output "$D/y2.npy"
     expect_rc 0
