@@ -96,6 +96,21 @@ void ms_sha256_final(ms_sha256 *s, uint8_t out[32]);
 /* One call: the lowercase hex digest of n bytes, NUL-terminated. */
 void ms_sha256_hex(const void *data, size_t n, char out[65]);
 
+/* A fixed pool of worker threads for parallel loops (one per inference session).
+ * ms_pool_run calls fn(ctx, task, worker) once for every task in [0, tasks), on up to
+ * ms_pool_threads() threads of which the caller is worker 0, and returns when all are done;
+ * worker is in [0, threads), so a task may use a per-worker scratch slot. Tasks run in no
+ * particular order or thread. One run at a time per pool (not thread-safe for one pool);
+ * NULL runs the tasks inline. ms_pool_create errors: MS_EINVAL (threads outside 1 to
+ * MS_POOL_MAX_THREADS), MS_ENOMEM (also when a thread cannot start). */
+enum { MS_POOL_MAX_THREADS = 256 };
+typedef struct ms_pool ms_pool;
+typedef void (*ms_pool_fn)(void *ctx, size_t task, int32_t worker);
+ms_status ms_pool_create(int32_t threads, ms_pool **out, ms_err *err);
+void ms_pool_destroy(ms_pool *p); /* NULL is a no-op */
+int32_t ms_pool_threads(const ms_pool *p); /* 1 for NULL */
+void ms_pool_run(ms_pool *p, size_t tasks, ms_pool_fn fn, void *ctx);
+
 /* Bounded copy that always terminates dst (dst_size > 0). Returns false if truncated. */
 bool ms_str_copy(char *dst, size_t dst_size, const char *src);
 

@@ -136,6 +136,10 @@ const char *ms_blas_coretype(void);
  * while loading) because OpenBLAS chose kernels older than this CPU supports; NULL when its
  * choice is right. */
 const char *ms_blas_better_coretype(void);
+/* OpenBLAS's thread count for every later product (process-wide: set it before starting
+ * sessions, not while they run). Values below 1 mean 1. */
+void ms_blas_set_threads(int32_t n);
+int32_t ms_blas_threads(void);
 
 #ifdef __cplusplus
 }

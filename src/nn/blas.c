@@ -33,3 +33,7 @@ const char *ms_blas_better_coretype(void) {
 }
 
 const char *ms_blas_coretype(void) { return openblas_get_corename(); }
+
+void ms_blas_set_threads(int32_t n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+int32_t ms_blas_threads(void) { return openblas_get_num_threads(); }

@@ -124,20 +124,19 @@ void ms_fc_forward(const ms_tensor *in, int32_t out_features, const float *weigh
     const size_t k = (size_t)in->c * (size_t)in->h * (size_t)in->w;
     assert(out->n == in->n && out->c == out_features && out->h == 1 && out->w == 1);
     assert(k <= (size_t)INT32_MAX);
-    const blasint n = (blasint)in->n, o = (blasint)out_features, kk = (blasint)k;
-    float beta = 0.0f;
-    if (bias != NULL) {
-        for (int32_t i = 0; i < in->n; i++)
-            memcpy(out->data + (size_t)i * (size_t)out_features, bias,
-                   (size_t)out_features * sizeof(float));
-        beta = 1.0f;
+    const blasint o = (blasint)out_features, kk = (blasint)k;
+    /* One sgemv per image rather than one sgemm for the batch: a batched product sums in
+     * another order, and an image's scores must not depend on what it was batched with. */
+    for (int32_t i = 0; i < in->n; i++) {
+        float *y = out->data + (size_t)i * (size_t)out_features;
+        float beta = 0.0f;
+        if (bias != NULL) {
+            memcpy(y, bias, (size_t)out_features * sizeof(float));
+            beta = 1.0f;
+        }
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, o, kk, 1.0f, weight, kk, in->data + (size_t)i * k,
+                    1, beta, y, 1);
     }
-    if (in->n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, o, kk, 1.0f, weight, kk, in->data, 1, beta,
-                    out->data, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o, kk, 1.0f, in->data, kk, weight,
-                    kk, beta, out->data, o);
 }
 
 enum { SOFTMAX_TILE = 256 };
