@@ -59,12 +59,27 @@ typedef struct ms_session ms_session; /* opaque; one per thread */
  * Thread-safe (sessions of one net may be created concurrently).
  * Errors: MS_EINVAL (batch < 1), MS_EOVERFLOW, MS_ENOMEM. */
 ms_status ms_session_create(const ms_net *net, int32_t batch, ms_session **out, ms_err *err);
+
+/* Options for ms_session_create_opts; ms_session_create(net, batch) is {batch, 1, false}. */
+typedef struct ms_session_options {
+    int32_t batch;    /* images per run, >= 1 */
+    int32_t threads;  /* worker threads for the session's parallel loops, 1 to
+                       * MS_POOL_MAX_THREADS. Work is split into units that depend only on the
+                       * network and the batch, so any thread count gives bit-identical
+                       * outputs. Keep OpenBLAS single-threaded (ms_blas_set_threads(1)) when
+                       * threads > 1, or both layers start threads. */
+    bool direct_only; /* skip fast paths (Winograd): the reference arithmetic, for checks */
+} ms_session_options;
+ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt,
+                                 ms_session **out, ms_err *err);
 void ms_session_destroy(ms_session *s); /* NULL is a no-op */
 
-/* Bytes of the value arena (64-byte aligned slices) and of the convolution workspace. */
+/* Bytes of the value arena (64-byte aligned slices) and of the convolution workspace (one
+ * slot per thread). */
 size_t ms_session_arena_bytes(const ms_session *s);
 size_t ms_session_workspace_bytes(const ms_session *s);
 int32_t ms_session_batch(const ms_session *s);
+int32_t ms_session_threads(const ms_session *s);
 
 /* Runs the network on batch * C * H * W floats (NCHW) for a one-input net; input is only
  * read. Allocates nothing. Not thread-safe for one session; distinct sessions may run

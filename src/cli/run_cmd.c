@@ -5,12 +5,13 @@
 #include <string.h>
 
 #include "cli.h"
+#include "medscreen/core.h"
 #include "medscreen/net.h"
 #include "medscreen/npy.h"
 
 void cli_model_run_usage(FILE *f) {
-    fputs("Usage: medscreen model run [--output-name NAME] [--batch-check] --input X.npy\n"
-          "                           --output Y.npy [--] FILE\n"
+    fputs("Usage: medscreen model run [--output-name NAME] [--batch-check] [--threads N]\n"
+          "                           [--direct] --input X.npy --output Y.npy [--] FILE\n"
           "\n"
           "Runs the network of model FILE (.msm with a 'graph' tensor, see models/FORMAT.md) on\n"
           "X.npy, a float32 or float64 array of shape (N, C, H, W) where C, H and W match the\n"
@@ -23,6 +24,8 @@ void cli_model_run_usage(FILE *f) {
           "  --output-name NAME   write this output instead of the first\n"
           "  --batch-check        also run every image alone and require the same output\n"
           "                       (within 1e-5 of the largest value)\n"
+          "  --threads N          worker threads (default 1); any N gives the same bits\n"
+          "  --direct             no fast paths (Winograd): the reference arithmetic\n"
           "\n"
           "Exit status: 0 written, 2 usage error, 4 the model or the input cannot be read or\n"
           "is invalid, or the output cannot be written (the reason is printed).\n",
@@ -34,7 +37,14 @@ static int fatal(const char *path, const ms_err *err) {
     return CLI_EXIT_FATAL;
 }
 
-static int run(const char *model, const char *in_path, const char *out_path, const char *out_name) {
+typedef struct run_opts {
+    const char *out_name;
+    int32_t threads;
+    bool direct;
+} run_opts;
+
+static int run(const char *model, const char *in_path, const char *out_path, const run_opts *ro) {
+    const char *out_name = ro->out_name;
     ms_limits lim = ms_limits_default();
     ms_err err = {0};
     ms_net *net = NULL;
@@ -80,7 +90,8 @@ static int run(const char *model, const char *in_path, const char *out_path, con
         rc = fatal(in_path, &err);
         goto done;
     }
-    if (ms_session_create(net, (int32_t)x->shape[0], &s, &err) != MS_OK ||
+    const ms_session_options so = {(int32_t)x->shape[0], ro->threads, ro->direct};
+    if (ms_session_create_opts(net, &so, &s, &err) != MS_OK ||
         ms_session_run(s, x->data, &err) != MS_OK) {
         rc = fatal(model, &err);
         goto done;
@@ -92,8 +103,10 @@ static int run(const char *model, const char *in_path, const char *out_path, con
         rc = fatal(out_path, &err);
         goto done;
     }
-    ms_log(MS_LOG_INFO, "%s: arena %zu bytes, workspace %zu bytes, OpenBLAS kernels %s", model,
-           ms_session_arena_bytes(s), ms_session_workspace_bytes(s), ms_blas_coretype());
+    ms_log(MS_LOG_INFO,
+           "%s: arena %zu bytes, workspace %zu bytes, %d thread(s), OpenBLAS kernels %s", model,
+           ms_session_arena_bytes(s), ms_session_workspace_bytes(s), ms_session_threads(s),
+           ms_blas_coretype());
     rc = CLI_EXIT_OK;
 done:
     ms_session_destroy(s);
@@ -103,7 +116,8 @@ done:
 }
 
 /* Runs every image of the batch alone and compares with the batched output. */
-static int batch_check(const char *model, const char *in_path, const char *out_name) {
+static int batch_check(const char *model, const char *in_path, const run_opts *ro) {
+    const char *out_name = ro->out_name;
     ms_limits lim = ms_limits_default();
     ms_err err = {0};
     ms_net *net = NULL;
@@ -117,8 +131,11 @@ static int batch_check(const char *model, const char *in_path, const char *out_n
     }
     int32_t n = (int32_t)x->shape[0];
     ms_tensor oa, o1;
-    if (ms_session_create(net, n, &all, &err) != MS_OK ||
-        ms_session_create(net, 1, &one, &err) != MS_OK || ms_session_run(all, x->data, &err)) {
+    const ms_session_options so_all = {n, ro->threads, ro->direct},
+                             so_one = {1, ro->threads, ro->direct};
+    if (ms_session_create_opts(net, &so_all, &all, &err) != MS_OK ||
+        ms_session_create_opts(net, &so_one, &one, &err) != MS_OK ||
+        ms_session_run(all, x->data, &err)) {
         rc = fatal(model, &err);
         goto done;
     }
@@ -161,8 +178,8 @@ done:
 }
 
 int cli_model_run_main(int argc, char **argv) {
-    const char *file = NULL, *in = NULL, *out = NULL, *name = NULL;
-    bool check = false, end_opts = false;
+    const char *file = NULL, *in = NULL, *out = NULL, *name = NULL, *threads = NULL;
+    bool check = false, direct = false, end_opts = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r;
@@ -177,8 +194,12 @@ int cli_model_run_main(int argc, char **argv) {
             if (r < 0) return CLI_EXIT_USAGE;
         } else if (!end_opts && (r = cli_opt_value("--output", argc, argv, &i, &out)) != 0) {
             if (r < 0) return CLI_EXIT_USAGE;
+        } else if (!end_opts && (r = cli_opt_value("--threads", argc, argv, &i, &threads)) != 0) {
+            if (r < 0) return CLI_EXIT_USAGE;
         } else if (!end_opts && strcmp(a, "--batch-check") == 0) {
             check = true;
+        } else if (!end_opts && strcmp(a, "--direct") == 0) {
+            direct = true;
         } else if (!end_opts && a[0] == '-' && a[1] != '\0') {
             return cli_usage_error("model run: unknown option '%s'", a);
         } else if (file == NULL) {
@@ -190,7 +211,18 @@ int cli_model_run_main(int argc, char **argv) {
     if (file == NULL) return cli_usage_error("model run: no model FILE given");
     if (in == NULL) return cli_usage_error("model run: --input X.npy is required");
     if (out == NULL) return cli_usage_error("model run: --output Y.npy is required");
-    int rc = run(file, in, out, name);
-    if (rc == CLI_EXIT_OK && check) rc = batch_check(file, in, name);
+    run_opts ro = {name, 1, direct};
+    uint32_t nthreads = 1;
+    if (threads != NULL) {
+        if (!ms_parse_u32(threads, 1, MS_POOL_MAX_THREADS, &nthreads))
+            return cli_usage_error("model run: --threads '%s' is not a number from 1 to %d",
+                                   threads, MS_POOL_MAX_THREADS);
+        ro.threads = (int32_t)nthreads;
+    }
+    /* the session's own threads do the parallel work; OpenBLAS threads inside them would
+     * oversubscribe the cores and make results depend on the thread count */
+    ms_blas_set_threads(1);
+    int rc = run(file, in, out, &ro);
+    if (rc == CLI_EXIT_OK && check) rc = batch_check(file, in, &ro);
     return rc;
 }

@@ -18,7 +18,10 @@ enum { ALIGN = 64 };
 
 struct ms_session {
     const ms_net *net;
-    int32_t batch;
+    int32_t batch, threads;
+    bool direct_only;
+    ms_pool *pool;       /* NULL for one thread */
+    size_t ws_slot;      /* floats of workspace per thread */
     void *arena_raw, *ws_raw;
     float *arena, *ws;
     size_t arena_bytes, ws_bytes;
@@ -137,9 +140,20 @@ static ms_status plan(const ms_net *net, int32_t batch, uint32_t *buf_of, plan_b
 }
 
 ms_status ms_session_create(const ms_net *net, int32_t batch, ms_session **out, ms_err *err) {
-    if (net == NULL || out == NULL) return ms_fail(err, MS_EINVAL, "session: NULL argument");
+    const ms_session_options opt = {batch, 1, false};
+    return ms_session_create_opts(net, &opt, out, err);
+}
+
+ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt,
+                                 ms_session **out, ms_err *err) {
+    if (net == NULL || opt == NULL || out == NULL)
+        return ms_fail(err, MS_EINVAL, "session: NULL argument");
+    const int32_t batch = opt->batch;
     if (batch < 1)
         return ms_fail(err, MS_EINVAL, "%s: batch %d, must be at least 1", net->name, batch);
+    if (opt->threads < 1 || opt->threads > MS_POOL_MAX_THREADS)
+        return ms_fail(err, MS_EINVAL, "%s: %d threads, must be 1 to %d", net->name, opt->threads,
+                       MS_POOL_MAX_THREADS);
     ms_status st = MS_OK;
     uint32_t *buf_of = ms_calloc(net->value_count, sizeof *buf_of);
     plan_buf *bufs = ms_calloc(net->value_count, sizeof *bufs);
@@ -150,11 +164,17 @@ ms_status ms_session_create(const ms_net *net, int32_t batch, ms_session **out, 
     }
     s->net = net;
     s->batch = batch;
+    s->threads = opt->threads;
+    s->direct_only = opt->direct_only;
     if ((st = plan(net, batch, buf_of, bufs, &s->arena_bytes, err)) != MS_OK) goto fail;
-    if (!ms_mul_size(net->workspace, sizeof(float), &s->ws_bytes)) {
+    /* each thread's slot starts on a cache line */
+    s->ws_slot = (net->workspace + ALIGN / sizeof(float) - 1) & ~(ALIGN / sizeof(float) - 1);
+    if (!ms_mul_size(s->ws_slot, (size_t)s->threads, &s->ws_bytes) ||
+        !ms_mul_size(s->ws_bytes, sizeof(float), &s->ws_bytes)) {
         st = ms_fail(err, MS_EOVERFLOW, "%s: convolution workspace overflows", net->name);
         goto fail;
     }
+    if (s->threads > 1 && (st = ms_pool_create(s->threads, &s->pool, err)) != MS_OK) goto fail;
     s->vals = ms_calloc(net->value_count, sizeof *s->vals);
     s->cat_ins = ms_calloc(net->in_idx_count ? net->in_idx_count : 1, sizeof *s->cat_ins);
     s->arena = aligned_alloc64(s->arena_bytes, &s->arena_raw);
@@ -183,6 +203,7 @@ fail:
 
 void ms_session_destroy(ms_session *s) {
     if (s == NULL) return;
+    ms_pool_destroy(s->pool);
     ms_free(s->arena_raw);
     ms_free(s->ws_raw);
     ms_free(s->vals);
@@ -193,6 +214,7 @@ void ms_session_destroy(ms_session *s) {
 size_t ms_session_arena_bytes(const ms_session *s) { return s->arena_bytes; }
 size_t ms_session_workspace_bytes(const ms_session *s) { return s->ws_bytes; }
 int32_t ms_session_batch(const ms_session *s) { return s->batch; }
+int32_t ms_session_threads(const ms_session *s) { return s->threads; }
 
 void ms_session_set_node_timer(ms_session *s, double *seconds) { s->node_seconds = seconds; }
 
