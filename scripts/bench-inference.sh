@@ -14,11 +14,14 @@
 # <= 1e-4; a failure stops the run before any timing), measure the FMA peak, then for each net
 # x batch {1,8} x threads {1,2} run bench_net, scripts/bench-ort.js and scripts/bench-torch.py
 # in ROUNDS interleaved rounds (the order rotates each round), each process doing RUNS timed
-# runs after a warm-up. The table gives, per configuration, the median over rounds of each
-# runtime's median ms per batch, as ms/image and images/s, and medscreen's throughput over
-# ONNX Runtime's (target >= 1.0x, >= 1.2x on the screener: PASS/MISS) and over PyTorch's.
-# Then per-layer tables (bench_net --layers, batch 1, 1 and 2 threads) and a memory soak of
-# the screener (bench_net --soak N, batch 1, 1 thread).
+# runs after a warm-up. With 2 threads medscreen runs in both of its modes: the session's own
+# worker threads with OpenBLAS on one thread ("pool", the engine's mode) and one session
+# thread with OpenBLAS threads ("blas"). The table gives, per configuration, the median over
+# rounds of each runtime's median ms per image, images/s, and medscreen's throughput (its
+# faster mode) over ONNX Runtime's (target >= 1.0x, >= 1.2x on the screener: PASS/MISS) and
+# over PyTorch's. Then per-layer tables (bench_net --layers, batch 1: 1 thread, 2 pool
+# threads, 2 BLAS threads) and a memory soak of the screener (bench_net --soak N, batch 1,
+# 1 thread).
 #
 # Usage: scripts/bench-inference.sh [--quick] [--rounds N] [--runs N] [--soak N | --no-soak]
 #   --quick     2 rounds of 10 runs and a soak of 500 (a smoke run; figures are rougher)
@@ -157,25 +160,30 @@ say "machine"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores;" \
     "load average $(cut -d' ' -f1-3 /proc/loadavg) (other processes share these cores)"
 echo "git: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
-"$fma_peak" --json >>"$jsonl"
-"$fma_peak"
-peak=$("$py" -c 'import json,sys; print(round([json.loads(l) for l in open(sys.argv[1]) if "fma_peak" in l][-1]["best_gflops"]))' "$jsonl")
+peak_json=$("$fma_peak" --json)
+echo "$peak_json" >>"$jsonl"
+"$py" -c 'import json,sys; d=json.loads(sys.argv[1]); print("single-core FMA peak (fma_peak, %d chains, best of %d runs): AVX2+FMA %.1f GFLOP/s, AVX-512 %.1f GFLOP/s (medians %.1f, %.1f); 100%% below = %.1f per core" % (d["chains"], d["reps"], d["avx2_fma_gflops"], d["avx512_gflops"], d["avx2_fma_median_gflops"], d["avx512_median_gflops"], d["best_gflops"]))' "$peak_json"
+peak=$("$py" -c 'import json,sys; print(round(json.loads(sys.argv[1])["best_gflops"]))' "$peak_json")
 
 say "timing: $rounds interleaved rounds x $runs runs per runtime and configuration"
+# medscreen runs in two modes: "ms" the session's own threads with OpenBLAS on one thread (the
+# engine's mode), "msb" one session thread and OpenBLAS threads (only where threads > 1).
 run_ms() { "$bench_net" "$models/$1.msm" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4" --json; }
+run_msb() { "$bench_net" "$models/$1.msm" --batch "$2" --blas-threads "$3" --runs "$runs" --warmup "$4" --json; }
 run_ort() { node "$root/scripts/bench-ort.js" "$models/$1.onnx" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4"; }
 run_torch() { "$py" "$root/scripts/bench-torch.py" "$1" --models "$models" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4"; }
 tag() { "$py" -c 'import json,sys; d=json.loads(sys.stdin.read()); d.update(runtime=sys.argv[1], net=sys.argv[2], round=int(sys.argv[3])); print(json.dumps(d, sort_keys=True))' "$@"; }
-order=(ms ort torch)
 for n in "${nets[@]}"; do
     for b in 1 8; do
         warm=3
         ((b > 1)) && warm=2
         for t in 1 2; do
+            order=(ms ort torch)
+            ((t > 1)) && order=(ms msb ort torch)
             printf '%-9s batch %d threads %d:' "$n" "$b" "$t"
             for ((r = 0; r < rounds; r++)); do
-                for ((k = 0; k < 3; k++)); do
-                    rt=${order[(r + k) % 3]}
+                for ((k = 0; k < ${#order[@]}; k++)); do
+                    rt=${order[(r + k) % ${#order[@]}]}
                     out=$("run_$rt" "$n" "$b" "$t" "$warm") || die "$rt failed on $n batch $b threads $t"
                     echo "$out" | tag "$rt" "$n" "$r" >>"$jsonl"
                     printf ' %s %.1f' "$rt" "$("$py" -c 'import json,sys; print(json.loads(sys.stdin.read())["ms_per_image"])' <<<"$out")"
@@ -196,33 +204,44 @@ peak = [r for r in rows if r.get("bench") == "fma_peak"][-1]
 rows = [r for r in rows if "runtime" in r]
 cfgs = sorted({(r["net"], r["batch"], r["threads"]) for r in rows},
               key=lambda c: (c[0] != "screener", c[1], c[2]))
-hdr = ("net", "batch", "thr", "medscreen", "ORT", "PyTorch", "ms img/s", "ORT img/s",
-       "PT img/s", "vs ORT", "target", "vs PT", "ms GFLOP/s", "%peak")
-fmt = "%-9s %5s %3s %10s %10s %10s %9s %9s %9s %7s %12s %6s %10s %6s"
+
+
+def vals(cfg, rt):
+    return [r["ms_per_image"] for r in rows
+            if (r["net"], r["batch"], r["threads"], r["runtime"]) == cfg + (rt,)]
+
+
+print("medscreen 'pool' = the session's threads, OpenBLAS on 1 thread (the engine's mode);")
+print("'blas' = 1 session thread, OpenBLAS threads; ratios use the faster of the two.")
+hdr = ("net", "batch", "thr", "ms pool", "ms blas", "ORT", "PyTorch", "ms img/s", "ORT img/s",
+       "PT img/s", "vs ORT", "target", "vs PT", "GFLOP/s", "%peak")
+fmt = "%-9s %5s %3s %8s %8s %8s %8s %9s %9s %9s %7s %12s %6s %8s %6s"
 print(fmt % hdr)
 misses = 0
-for net, b, t in cfgs:
-    def med(rt):
-        v = [r["ms_per_image"] for r in rows if (r["net"], r["batch"], r["threads"], r["runtime"]) == (net, b, t, rt)]
-        return statistics.median(v), min(v), max(v)
-    m, o, p = med("ms"), med("ort"), med("torch")
+for cfg in cfgs:
+    net, b, t = cfg
+    m = statistics.median(vals(cfg, "ms"))
+    mb = statistics.median(vals(cfg, "msb")) if vals(cfg, "msb") else None
+    best = min(m, mb) if mb is not None else m
+    o, p = statistics.median(vals(cfg, "ort")), statistics.median(vals(cfg, "torch"))
     gf = [r for r in rows if r["runtime"] == "ms" and r["net"] == net][0]["gflop_per_image"]
     need = 1.2 if net == "screener" else 1.0
-    ratio = o[0] / m[0]
+    ratio = o / best
     ok = ratio >= need
     misses += not ok
-    print(fmt % (net, b, t, "%.2f" % m[0], "%.2f" % o[0], "%.2f" % p[0], "%.2f" % (1e3 / m[0]),
-                 "%.2f" % (1e3 / o[0]), "%.2f" % (1e3 / p[0]), "%.2fx" % ratio,
-                 ">=%.1fx %s" % (need, "PASS" if ok else "MISS"), "%.2fx" % (p[0] / m[0]),
-                 "%.1f" % (gf / (m[0] / 1e3)),
-                 "%.1f" % (100 * gf / (m[0] / 1e3) / (peak["best_gflops"] * t))))
+    print(fmt % (net, b, t, "%.2f" % m, "-" if mb is None else "%.2f" % mb, "%.2f" % o,
+                 "%.2f" % p, "%.2f" % (1e3 / best), "%.2f" % (1e3 / o), "%.2f" % (1e3 / p),
+                 "%.2fx" % ratio, ">=%.1fx %s" % (need, "PASS" if ok else "MISS"),
+                 "%.2fx" % (p / best), "%.1f" % (gf / (best / 1e3)),
+                 "%.1f" % (100 * gf / (best / 1e3) / (peak["best_gflops"] * t))))
 print("spread of the round medians, ms/image (min-max):")
-for net, b, t in cfgs:
+for cfg in cfgs:
     parts = []
-    for rt, label in (("ms", "medscreen"), ("ort", "ORT"), ("torch", "PyTorch")):
-        v = [r["ms_per_image"] for r in rows if (r["net"], r["batch"], r["threads"], r["runtime"]) == (net, b, t, rt)]
-        parts.append("%s %.2f-%.2f" % (label, min(v), max(v)))
-    print("  %-9s b%d t%d: %s" % (net, b, t, ", ".join(parts)))
+    for rt, label in (("ms", "pool"), ("msb", "blas"), ("ort", "ORT"), ("torch", "PyTorch")):
+        v = vals(cfg, rt)
+        if v:
+            parts.append("%s %.2f-%.2f" % (label, min(v), max(v)))
+    print("  %-9s b%d t%d: %s" % (cfg[0], cfg[1], cfg[2], ", ".join(parts)))
 ms0 = [r for r in rows if r["runtime"] == "ms"][0]
 print("targets: %d of %d configurations missed" % (misses, len(cfgs)))
 print("medscreen: OpenBLAS core %s (%s); ORT %s; PyTorch %s; FMA peak %.1f GFLOP/s per core "
@@ -234,9 +253,10 @@ EOF
 
 say "per layer: bench_net --layers, batch 1 ($runs runs; % of the measured peak $peak GFLOP/s per core x threads)"
 for n in "${nets[@]}"; do
-    for t in 1 2; do
+    for mode in "--threads 1" "--threads 2" "--blas-threads 2"; do
         echo
-        "$bench_net" "$models/$n.msm" --batch 1 --threads "$t" --runs "$runs" --layers --peak "$peak"
+        # shellcheck disable=SC2086 # two words on purpose
+        "$bench_net" "$models/$n.msm" --batch 1 $mode --runs "$runs" --layers --peak "$peak"
     done
 done
 

@@ -1,11 +1,15 @@
 /* Whole-network inference benchmark: one ms_session running a converted model (.msm) on a
  * random input, as `medscreen scan` will.
  *
- * Usage: bench_net MODEL.msm [--batch N] [--threads N] [--runs N] [--warmup N] [--layers]
- *                  [--soak N] [--act-bytes N] [--peak GFLOPS] [--json]
+ * Usage: bench_net MODEL.msm [--batch N] [--threads N] [--blas-threads N] [--runs N]
+ *                  [--warmup N] [--layers] [--soak N] [--act-bytes N] [--peak GFLOPS] [--json]
  *
  *   --batch N      images per run (default 1); the session is planned for this batch
- *   --threads N    OpenBLAS threads (default 1); set here because this is a program
+ *   --threads N    the session's worker threads (ms_session_options.threads, default 1)
+ *   --blas-threads N  OpenBLAS threads (default 1; ms_blas_set_threads, process-wide). The
+ *                  engine's own mode is --threads with OpenBLAS on one thread; --threads 1
+ *                  --blas-threads N measures the other mode (one scan split over BLAS
+ *                  threads). "% of peak" counts threads x blas-threads cores.
  *   --runs N       timed runs (default 20), after --warmup N untimed ones (default 3)
  *   --layers       a second pass of --runs runs with the per-node timer on: per node the
  *                  mean and median ms per run, GFLOP/s and % of the measured FMA peak
@@ -42,7 +46,7 @@
 
 typedef struct options {
     const char *model;
-    uint32_t batch, threads, runs, warmup, soak;
+    uint32_t batch, threads, blas_threads, runs, warmup, soak;
     uint64_t act_bytes; /* two largest live activations per image, 0 when not given */
     double peak;        /* GFLOP/s per core, 0: measure */
     bool layers, json;
@@ -70,8 +74,8 @@ static double mib(double bytes) { return bytes / 1048576.0; }
 static double kib_mib(long kib) { return (double)kib / 1024.0; }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_net MODEL.msm [--batch N] [--threads N] [--runs N>=1]\n"
-                    "                 [--warmup N] [--layers] [--soak N] [--act-bytes N]\n"
+    fprintf(stderr, "usage: bench_net MODEL.msm [--batch N] [--threads N] [--blas-threads N]\n"
+                    "                 [--runs N>=1] [--warmup N] [--layers] [--soak N] [--act-bytes N]\n"
                     "                 [--peak GFLOPS] [--json]\n");
 }
 
@@ -87,12 +91,13 @@ static bool u32_opt(const char *name, int argc, char **argv, int *i, uint32_t mi
 }
 
 static bool parse(int argc, char **argv, options *o) {
-    *o = (options){NULL, 1, 1, 20, 3, 0, 0, 0.0, false, false};
+    *o = (options){NULL, 1, 1, 1, 20, 3, 0, 0, 0.0, false, false};
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         uint32_t v;
         if (u32_opt("--batch", argc, argv, &i, 1, 4096, &o->batch, &bad) ||
-            u32_opt("--threads", argc, argv, &i, 1, 1024, &o->threads, &bad) ||
+            u32_opt("--threads", argc, argv, &i, 1, MS_POOL_MAX_THREADS, &o->threads, &bad) ||
+            u32_opt("--blas-threads", argc, argv, &i, 1, 1024, &o->blas_threads, &bad) ||
             u32_opt("--runs", argc, argv, &i, 1, 10000000, &o->runs, &bad) ||
             u32_opt("--warmup", argc, argv, &i, 0, 100000, &o->warmup, &bad) ||
             u32_opt("--soak", argc, argv, &i, 1, 100000000, &o->soak, &bad)) {
@@ -155,7 +160,8 @@ int main(int argc, char **argv) {
     blas_kernels_fixup(argv);
     options o;
     if (!parse(argc, argv, &o)) return 2;
-    openblas_set_num_threads((int)o.threads);
+    ms_blas_set_threads((int32_t)o.blas_threads);
+    const uint32_t cores = o.threads * o.blas_threads; /* for % of peak */
 
     const mem m_start = mem_now();
     char cpu[256];
@@ -185,7 +191,8 @@ int main(int argc, char **argv) {
                 ms_net_input_count(net));
         goto done;
     }
-    if (ms_session_create(net, (int32_t)o.batch, &s, &err) != MS_OK) {
+    const ms_session_options so = {(int32_t)o.batch, (int32_t)o.threads, false};
+    if (ms_session_create_opts(net, &so, &s, &err) != MS_OK) {
         fprintf(stderr, "bench_net: %s: session for batch %u: %s\n", o.model, o.batch, err.msg);
         goto done;
     }
@@ -255,24 +262,27 @@ int main(int argc, char **argv) {
 
     const double ms_img = med / o.batch, ips = 1e3 * o.batch / med;
     if (o.json) {
-        printf("{\"bench\":\"net\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,\"runs\":%u,"
+        printf("{\"bench\":\"net\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,"
+               "\"session_threads\":%u,\"blas_threads\":%u,\"runs\":%u,"
                "\"warmup\":%u,\"median_ms\":%.3f,\"p90_ms\":%.3f,\"mean_ms\":%.3f,"
                "\"ms_per_image\":%.3f,\"images_per_s\":%.3f,\"gflop_per_image\":%.4f,"
                "\"gflops\":%.2f,\"weights_bytes\":%zu,\"arena_bytes\":%zu,"
                "\"workspace_bytes\":%zu,\"cpu\":\"%s\",\"openblas_core\":\"%s\","
                "\"openblas_coretype_env\":\"%s\",\"openblas\":\"%s\",\"build\":\"%s\"",
-               o.model, o.batch, o.threads, nt, o.warmup, med, p90, mean, ms_img, ips,
+               o.model, o.batch, cores, o.threads, o.blas_threads, nt, o.warmup, med, p90, mean,
+               ms_img, ips,
                flop_image / 1e9, gflop_run / (med / 1e3), weight_bytes, arena, ws, cpu,
                core ? core : "unknown", env_core ? env_core : "", blas_cfg ? blas_cfg : "unknown",
                build);
         if (o.layers)
             printf(",\"peak_gflops_core\":%.1f,\"peak_gflops\":%.1f,\"pct_peak\":%.1f", peak_core,
-                   peak_core * o.threads,
-                   100.0 * gflop_run / (med / 1e3) / (peak_core * o.threads));
+                   peak_core * cores, 100.0 * gflop_run / (med / 1e3) / (peak_core * cores));
         printf("}\n");
     } else {
-        printf("model %s: batch %u, %u OpenBLAS thread%s, %u %s run%s after %u warm-up\n",
-               o.model, o.batch, o.threads, o.threads == 1 ? "" : "s", nt,
+        printf("model %s: batch %u, %u session thread%s x %u OpenBLAS thread%s, %u %s run%s "
+               "after %u warm-up\n",
+               o.model, o.batch, o.threads, o.threads == 1 ? "" : "s", o.blas_threads,
+               o.blas_threads == 1 ? "" : "s", nt,
                o.soak ? "soak" : "timed", nt == 1 ? "" : "s", o.warmup);
         printf("CPU %s; OpenBLAS core %s (OPENBLAS_CORETYPE=%s); %s; %s build\n", cpu,
                core ? core : "unknown", env_core ? env_core : "unset",
@@ -283,12 +293,12 @@ int main(int argc, char **argv) {
     }
 
     if (o.layers) {
-        const double peak = peak_core * o.threads;
+        const double peak = peak_core * cores;
         if (!o.json) {
             if (avx2 > 0 || avx512 > 0)
                 printf("FMA peak per core (measured): AVX2 %.1f, AVX-512 %.1f GFLOP/s; "
-                       "100%% = %.1f x %u thread%s = %.1f GFLOP/s\n",
-                       avx2, avx512, peak_core, o.threads, o.threads == 1 ? "" : "s", peak);
+                       "100%% = %.1f x %u core%s = %.1f GFLOP/s\n",
+                       avx2, avx512, peak_core, cores, cores == 1 ? "" : "s", peak);
             else
                 printf("FMA peak per core (given): %.1f GFLOP/s; 100%% = %.1f GFLOP/s\n",
                        peak_core, peak);
@@ -312,7 +322,7 @@ int main(int argc, char **argv) {
                 printf("{\"bench\":\"net_layer\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,"
                        "\"node\":%u,\"name\":\"%s\",\"op\":\"%s\",\"mean_ms\":%.4f,"
                        "\"median_ms\":%.4f,\"gflop\":%.4f,\"gflops\":%.2f,\"pct_peak\":%.1f}\n",
-                       o.model, o.batch, o.threads, i, ms_net_node_name(net, i),
+                       o.model, o.batch, cores, i, ms_net_node_name(net, i),
                        ms_net_node_op(net, i), means[i], node_med, gf, gfs,
                        100.0 * gfs / peak);
             else if (gf > 0)
@@ -340,7 +350,7 @@ int main(int argc, char **argv) {
             printf("{\"bench\":\"net_soak\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,"
                    "\"inferences\":%u,\"rss_kib_start\":%ld,\"rss_kib_loaded\":%ld,"
                    "\"rss_kib_session\":%ld",
-                   o.model, o.batch, o.threads, o.soak, m_start.rss_kib, m_loaded.rss_kib,
+                   o.model, o.batch, cores, o.soak, m_start.rss_kib, m_loaded.rss_kib,
                    m_session.rss_kib);
             const char *names[4] = {"first", "p10", "p50", "p100"};
             for (int k = 0; k < 4; k++)
