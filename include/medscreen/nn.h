@@ -67,6 +67,41 @@ size_t ms_conv2d_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 void ms_conv2d_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
                        const float *bias, ms_tensor *out, float *workspace);
 
+/* ---- 2-D convolution by Winograd F(4x4, 3x3) ----
+ * A faster path for 3x3 convolutions with stride 1, dilation 1 and one group (any padding,
+ * channel counts and input size): about 4x fewer multiplications than ms_conv2d_forward, with
+ * a maximum error relative to the output's largest magnitude of about 1e-6 (tests bound it by
+ * 1e-4). It needs the weights transformed once ahead of time, so ms_conv2d_forward never
+ * takes it by itself: the caller (the net) chooses it where ms_conv2d_winograd_worthwhile says
+ * it is faster, and keeps the transformed weights next to the network's. All functions are
+ * thread-safe; forward calls may share u but not out or workspace. */
+
+/* True when p is valid (as ms_conv2d_shape checks it) and has a 3x3 kernel, stride 1,
+ * dilation 1 and groups 1. */
+bool ms_conv2d_winograd_ok(const ms_conv2d *p);
+
+/* True when ms_conv2d_winograd_ok(p), the input size is valid, and Winograd was measured
+ * faster than ms_conv2d_forward for such a layer (see winograd.c for the figures). */
+bool ms_conv2d_winograd_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w);
+
+/* Floats of transformed weights: 36 * out_c * in_c, or SIZE_MAX when !ms_conv2d_winograd_ok. */
+size_t ms_conv2d_winograd_weight_floats(const ms_conv2d *p);
+
+/* Transforms weight ([out_c][in_c][3][3]) into u (ms_conv2d_winograd_weight_floats floats,
+ * laid out [36][out_c][in_c]). p must satisfy ms_conv2d_winograd_ok. */
+void ms_conv2d_winograd_weights(const ms_conv2d *p, const float *weight, float *u);
+
+/* Floats of workspace ms_conv2d_winograd_forward needs for an input of in_h x in_w (bounded:
+ * about 1 MiB for the transformed tiles, whatever the image size), or SIZE_MAX when p is not
+ * eligible or ms_conv2d_shape refuses the size. */
+size_t ms_conv2d_winograd_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
+
+/* out = act(conv(in, weight) + bias), as ms_conv2d_forward, for every image of the batch, with
+ * u from ms_conv2d_winograd_weights. bias: [out_c] or NULL. out must not alias in;
+ * workspace: ms_conv2d_winograd_workspace() floats. */
+void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                const float *bias, ms_tensor *out, float *workspace);
+
 /* ---- batch normalisation (inference) ---- */
 /* Folds y = gamma (x - mean) / sqrt(var + eps) + beta into the preceding convolution:
  * weight [out_c][per_out] and bias [out_c] are updated in place (bias must exist; zeros if the

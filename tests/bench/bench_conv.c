@@ -8,7 +8,8 @@
  * Prints one JSON line per layer (median and p90 ms, GFLOP/s where a FLOP count is
  * 2 * out_c * out_h * out_w * K per image, K = in_c/groups * kh * kw) and a total line (the
  * sum of the medians). Each layer gets one untimed warm-up run. Not a ctest test; build
- * Release for figures worth comparing. */
+ * Release for figures worth comparing. The path is ms_conv2d_forward's own choice (the first
+ * layer takes the direct kernel); bench_winograd compares the paths side by side. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +116,9 @@ int main(int argc, char **argv) {
                "\"median_ms\":%.3f,\"p90_ms\":%.3f,\"gflop\":%.4f,\"gflops\":%.2f,"
                "\"threads\":%d,\"cpu\":\"%s\",\"openblas\":\"%s\"}\n",
                L->name, L->in_c, L->in_hw, L->in_hw, L->out_c, oh, ow, L->k, L->stride,
-               ws ? "im2col" : "pointwise", (double)ws * 4.0 / 1048576.0, runs, med, p90, gflop,
+               L->in_c == 1 && L->k == 3 && L->stride == 1 ? "first3x3"
+               : ws                                         ? "im2col"
+                                                            : "pointwise", (double)ws * 4.0 / 1048576.0, runs, med, p90, gflop,
                gflop / (med / 1e3), nthreads, cpu, blas ? blas : "unknown");
         free(in);
         free(out);

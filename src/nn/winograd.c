@@ -1,0 +1,419 @@
+/* Winograd F(4x4, 3x3) convolution (Lavin and Gray, "Fast algorithms for convolutional neural
+ * networks", 2016) for 3x3 kernels with stride 1, dilation 1 and one group.
+ *
+ * Each 4x4 output tile is A^T [ sum_ic (G g G^T) .* (B^T d B) ] A, where d is the 6x6 input
+ * tile that covers it; interpolation points 0, +-1, +-2 and infinity. The 36 element-wise
+ * products, summed over input channels, are 36 matrix products M_e = U_e V_e (U_e:
+ * [out_c][in_c], V_e: [in_c][tiles]) done by cblas_sgemm: 4x fewer multiplications than
+ * im2col's 9 per output pixel and input channel (36 per 16 pixels), plus transforms that
+ * cost O(in_c + out_c) per tile.
+ *
+ * The tiles of an image are processed in blocks (whole tile rows, or part of one tile row when
+ * a row is too long), sized so that the transformed inputs and products of a block stay in L2
+ * (BLOCK_FLOATS); the weights are transformed once by ms_conv2d_winograd_weights. In the
+ * workspace, 37 slots of max(in_c, out_c) * tiles floats hold V_e in slot e + 1 and receive
+ * M_e in slot e (free once V_{e-1} is used), so the block needs about half the memory of
+ * separate V and M buffers and can be twice as wide.
+ *
+ * Edge tiles read zeros outside the input (the padding and the part of the last tile past the
+ * input) and write only the part of the output that exists. */
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "medscreen/core.h"
+#include "nn_internal.h"
+
+/* Floats of transformed tiles (all 37 slots) per block. */
+enum { BLOCK_FLOATS = 1 << 18, SLOTS = 37 };
+
+typedef struct wino_plan {
+    int32_t out_h, out_w;
+    int32_t tiles_y, tiles_x;
+    int32_t rows, cols;  /* tile rows and columns per block (cols == tiles_x when rows > 1) */
+    size_t slot;         /* floats per slot: max(in_c, out_c) * rows * cols */
+    size_t scratch;      /* floats of per-row scratch after the slots */
+    size_t workspace;    /* floats in all */
+} wino_plan;
+
+/* Round up to a multiple of 16 floats (64 bytes), so every part of the workspace starts on a
+ * cache line when the workspace does. */
+static bool round16(size_t n, size_t *out) {
+    if (n > SIZE_MAX - 15) return false;
+    *out = (n + 15) / 16 * 16;
+    return true;
+}
+
+/* Slot size in floats: a multiple of 1024 floats plus 16, so the 36 slots that the transforms
+ * read or write side by side start 64 bytes apart modulo 4 KiB. With a multiple of 4 KiB they
+ * would all map to the same L1 set (12 ways), and their streams evicted one another. */
+static bool pad_slot(size_t n, size_t *out) {
+    if (n > SIZE_MAX - 1024 - 16) return false;
+    *out = (n + 1023) / 1024 * 1024 + 16;
+    return true;
+}
+
+bool ms_conv2d_winograd_ok(const ms_conv2d *p) {
+    if (p == NULL || p->kh != 3 || p->kw != 3 || p->stride_h != 1 || p->stride_w != 1 ||
+        p->dil_h != 1 || p->dil_w != 1 || p->groups != 1)
+        return false;
+    /* The remaining parameters (channels, padding, activation) as ms_conv2d_shape checks
+     * them; a 3x3 input always fits a 3x3 kernel. */
+    return ms_conv2d_shape(p, 3, 3, NULL, NULL, NULL) == MS_OK;
+}
+
+static bool plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, wino_plan *pl) {
+    if (!ms_conv2d_winograd_ok(p)) return false;
+    int32_t oh, ow;
+    if (ms_conv2d_shape(p, in_h, in_w, &oh, &ow, NULL) != MS_OK) return false;
+    const int32_t ty = (int32_t)(((int64_t)oh + 3) / 4), tx = (int32_t)(((int64_t)ow + 3) / 4);
+    const size_t maxc = (size_t)(p->in_c > p->out_c ? p->in_c : p->out_c);
+
+    /* Tiles per block: as many as BLOCK_FLOATS allows, at least one. Whole tile rows when one
+     * fits, and blocks of balanced size so the last one is not a sliver. */
+    size_t per_tile;
+    if (!ms_mul_size(maxc, SLOTS, &per_tile)) return false;
+    size_t fit = BLOCK_FLOATS / per_tile;
+    if (fit < 1) fit = 1;
+    int32_t rows = 1, cols;
+    if (fit >= (size_t)tx) {
+        size_t r = fit / (size_t)tx;
+        rows = r >= (size_t)ty ? ty : (int32_t)r;
+        const int32_t nblk = (ty + rows - 1) / rows;
+        rows = (ty + nblk - 1) / nblk;
+        cols = tx;
+    } else {
+        const int32_t nblk = (int32_t)(((size_t)tx + fit - 1) / fit);
+        cols = (tx + nblk - 1) / nblk;
+    }
+
+    /* Scratch: 6 padded input rows and 6x4 deinterleaved columns (48 (cols + 1) floats) for
+     * the input transform, or 24 + 16 rows of cols floats for the output transform. */
+    size_t tiles, slot, scratch, ws, tmp;
+    if (!ms_mul_size((size_t)rows, (size_t)cols, &tiles) || tiles > INT_MAX ||
+        !ms_mul_size(maxc, tiles, &slot) || !pad_slot(slot, &slot) ||
+        !ms_mul_size((size_t)cols + 1, 48, &scratch) || !round16(scratch, &scratch) ||
+        !ms_mul_size(slot, SLOTS, &ws) || !ms_add_size(ws, scratch, &ws) ||
+        !ms_mul_size(ws, sizeof(float), &tmp))
+        return false;
+    /* sgemm's leading dimensions are int: in_c and the tiles of a block. */
+    pl->out_h = oh;
+    pl->out_w = ow;
+    pl->tiles_y = ty;
+    pl->tiles_x = tx;
+    pl->rows = rows;
+    pl->cols = cols;
+    pl->slot = slot;
+    pl->scratch = scratch;
+    pl->workspace = ws;
+    return true;
+}
+
+size_t ms_conv2d_winograd_weight_floats(const ms_conv2d *p) {
+    size_t n;
+    if (!ms_conv2d_winograd_ok(p) || !ms_mul_size((size_t)p->out_c, (size_t)p->in_c, &n) ||
+        !ms_mul_size(n, 36, &n) || n > SIZE_MAX / sizeof(float))
+        return SIZE_MAX;
+    return n;
+}
+
+size_t ms_conv2d_winograd_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    wino_plan pl;
+    return plan_make(p, in_h, in_w, &pl) ? pl.workspace : SIZE_MAX;
+}
+
+/* U_e[oc][ic] = (G g G^T)[e / 6][e % 6], computed in double. */
+void ms_conv2d_winograd_weights(const ms_conv2d *p, const float *weight, float *u) {
+    static const double G[6][3] = {
+        {1.0 / 4, 0, 0},
+        {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+        {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+        {1.0 / 24, 1.0 / 12, 1.0 / 6},
+        {1.0 / 24, -1.0 / 12, 1.0 / 6},
+        {0, 0, 1},
+    };
+    assert(ms_conv2d_winograd_ok(p));
+    const size_t ic_n = (size_t)p->in_c, plane = (size_t)p->out_c * ic_n;
+    for (size_t oc = 0; oc < (size_t)p->out_c; oc++)
+        for (size_t ic = 0; ic < ic_n; ic++) {
+            const float *g = weight + (oc * ic_n + ic) * 9;
+            double gt[6][3]; /* G g */
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 3; j++)
+                    gt[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++) {
+                    const double v = gt[i][0] * G[j][0] + gt[i][1] * G[j][1] + gt[i][2] * G[j][2];
+                    u[(size_t)(i * 6 + j) * plane + oc * ic_n + ic] = (float)v;
+                }
+        }
+}
+
+/* ---- input transform: V = B^T d B ----
+ * B^T = [4  0 -5  0 1 0]
+ *       [0 -4 -4  1 1 0]
+ *       [0  4 -4 -1 1 0]
+ *       [0 -2 -1  2 1 0]
+ *       [0  2 -1 -2 1 0]
+ *       [0  4  0 -5 0 1]
+ * The loops below take every array as a restrict parameter: GCC does not trust restrict on
+ * pointers declared inside a function, and with twelve arrays it gives up on run-time alias
+ * checks (measured: no vectorisation at all). */
+
+/* v_k[i] = (B^T (d_0[i], ..., d_5[i]))_k for i < n. The inputs may overlap (they are only
+ * read). */
+MS_NN_INLINE void bt6(const float *restrict d0, const float *restrict d1,
+                      const float *restrict d2, const float *restrict d3,
+                      const float *restrict d4, const float *restrict d5, float *restrict v0,
+                      float *restrict v1, float *restrict v2, float *restrict v3,
+                      float *restrict v4, float *restrict v5, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const float a = d4[i] - 4.0f * d2[i], b = d3[i] - 4.0f * d1[i];
+        const float c = d4[i] - d2[i], e = 2.0f * (d3[i] - d1[i]);
+        v0[i] = 4.0f * d0[i] - 5.0f * d2[i] + d4[i];
+        v1[i] = a + b;
+        v2[i] = a - b;
+        v3[i] = c + e;
+        v4[i] = c - e;
+        v5[i] = 4.0f * d1[i] - 5.0f * d3[i] + d5[i];
+    }
+}
+
+/* p_r[t] = s[4 t + r] for t < n. */
+MS_NN_INLINE void deinterleave4(const float *restrict s, float *restrict p0, float *restrict p1,
+                                float *restrict p2, float *restrict p3, size_t n) {
+    for (size_t t = 0; t < n; t++) {
+        p0[t] = s[4 * t];
+        p1[t] = s[4 * t + 1];
+        p2[t] = s[4 * t + 2];
+        p3[t] = s[4 * t + 3];
+    }
+}
+
+/* One tile row of one channel: n tiles whose first input row and column are iy0 and ix0
+ * (negative in the padding). Tile t covers columns 4 t .. 4 t + 5 of the row segment, so the
+ * six input rows are first split by column modulo 4 (ph[j][r][t] = row j, column 4 t + r, zero
+ * outside the input): then tile t's columns are ph[j][0..3][t] and ph[j][0..1][t + 1], and
+ * both transforms run on contiguous arrays. td[k][r][t] = (B^T d)[k] at column 4 t + r. V_e's
+ * values for the tiles go to dst[e * estride + t]. */
+MS_NN_INLINE void input_row(const float *restrict src, int32_t in_h, int32_t in_w, int64_t iy0,
+                            int64_t ix0, int32_t n, float *restrict ph, float *restrict td,
+                            float *restrict dst, size_t estride) {
+    const size_t nt = (size_t)n + 1, w4 = 4 * nt;
+    int64_t xa = -ix0, xb = (int64_t)in_w - ix0; /* valid columns of the segment: [xa, xb) */
+    xa = xa < 0 ? 0 : xa > (int64_t)w4 ? (int64_t)w4 : xa;
+    xb = xb < xa ? xa : xb > (int64_t)w4 ? (int64_t)w4 : xb;
+    /* tiles whose four columns all lie inside the input: [ta, tb) */
+    const size_t ta = ((size_t)xa + 3) / 4, tb = (size_t)xb / 4 > ta ? (size_t)xb / 4 : ta;
+    for (int j = 0; j < 6; j++) {
+        float *p = ph + (size_t)j * w4;
+        const int64_t iy = iy0 + j;
+        if (iy < 0 || iy >= in_h || xa == xb) {
+            memset(p, 0, w4 * sizeof(float));
+            continue;
+        }
+        const float *row = src + (size_t)iy * (size_t)in_w; /* column x is row[ix0 + x] */
+        deinterleave4(row + (ix0 + 4 * (int64_t)ta), p + ta, p + nt + ta, p + 2 * nt + ta,
+                      p + 3 * nt + ta, tb - ta);
+        for (size_t t = 0; t < nt; t++) {
+            if (t == ta) t = tb;
+            if (t >= nt) break;
+            for (size_t r = 0; r < 4; r++) {
+                const int64_t x = 4 * (int64_t)t + (int64_t)r;
+                p[r * nt + t] = x >= xa && x < xb ? row[ix0 + x] : 0.0f;
+            }
+        }
+    }
+    for (size_t r = 0; r < 4; r++) /* vertical */
+        bt6(ph + r * nt, ph + w4 + r * nt, ph + 2 * w4 + r * nt, ph + 3 * w4 + r * nt,
+            ph + 4 * w4 + r * nt, ph + 5 * w4 + r * nt, td + r * nt, td + w4 + r * nt,
+            td + 2 * w4 + r * nt, td + 3 * w4 + r * nt, td + 4 * w4 + r * nt,
+            td + 5 * w4 + r * nt, nt);
+    for (size_t k = 0; k < 6; k++) { /* horizontal */
+        const float *q = td + k * w4;
+        float *v = dst + 6 * k * estride;
+        bt6(q, q + nt, q + 2 * nt, q + 3 * nt, q + 1, q + nt + 1, v, v + estride, v + 2 * estride,
+            v + 3 * estride, v + 4 * estride, v + 5 * estride, (size_t)n);
+    }
+}
+
+/* The input transform of one block: tile rows [ty0, ty0 + nr), columns [tx0, tx0 + nc), every
+ * channel; V_e goes to slot e + 1 as [in_c][nr * nc]. */
+MS_NN_INLINE void input_block_body(const ms_conv2d *p, const float *img, int32_t in_h,
+                                   int32_t in_w, int32_t ty0, int32_t nr, int32_t tx0,
+                                   int32_t nc, const wino_plan *pl, float *ws) {
+    const size_t tiles = (size_t)nr * (size_t)nc, plane = (size_t)in_h * (size_t)in_w;
+    float *ph = ws + SLOTS * pl->slot, *td = ph + 24 * ((size_t)nc + 1);
+    for (int32_t c = 0; c < p->in_c; c++)
+        for (int32_t ry = 0; ry < nr; ry++)
+            input_row(img + (size_t)c * plane, in_h, in_w, 4 * (int64_t)(ty0 + ry) - p->pad_t,
+                      4 * (int64_t)tx0 - p->pad_l, nc, ph, td,
+                      ws + pl->slot + (size_t)c * tiles + (size_t)ry * (size_t)nc, pl->slot);
+}
+
+/* ---- output transform: Y = A^T M A ----
+ * A^T = [1 1  1 1  1 0]
+ *       [0 1 -1 2 -2 0]
+ *       [0 1  1 4  4 0]
+ *       [0 1 -1 8 -8 1] */
+
+/* o_q[i] = (A^T (m_0[i], ..., m_5[i]))_q for i < n. */
+MS_NN_INLINE void at6(const float *restrict m0, const float *restrict m1,
+                      const float *restrict m2, const float *restrict m3,
+                      const float *restrict m4, const float *restrict m5, float *restrict o0,
+                      float *restrict o1, float *restrict o2, float *restrict o3, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const float a = m1[i] + m2[i], b = m1[i] - m2[i];
+        const float c = m3[i] + m4[i], d = m3[i] - m4[i];
+        o0[i] = m0[i] + a + c;
+        o1[i] = b + 2.0f * d;
+        o2[i] = a + 4.0f * c;
+        o3[i] = b + 8.0f * d + m5[i];
+    }
+}
+
+/* The same with the four results of i stored at o[4 i .. 4 i + 3] (one output row of tile i),
+ * plus the bias, and ReLU when relu. */
+MS_NN_INLINE void at6_row(const float *restrict m0, const float *restrict m1,
+                          const float *restrict m2, const float *restrict m3,
+                          const float *restrict m4, const float *restrict m5, float *restrict o,
+                          size_t n, float bias, bool relu) {
+    if (relu) {
+        for (size_t i = 0; i < n; i++) {
+            const float a = m1[i] + m2[i], b = m1[i] - m2[i];
+            const float c = m3[i] + m4[i], d = m3[i] - m4[i];
+            const float y0 = m0[i] + a + c + bias, y1 = b + 2.0f * d + bias;
+            const float y2 = a + 4.0f * c + bias, y3 = b + 8.0f * d + m5[i] + bias;
+            o[4 * i] = y0 > 0.0f ? y0 : 0.0f;
+            o[4 * i + 1] = y1 > 0.0f ? y1 : 0.0f;
+            o[4 * i + 2] = y2 > 0.0f ? y2 : 0.0f;
+            o[4 * i + 3] = y3 > 0.0f ? y3 : 0.0f;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const float a = m1[i] + m2[i], b = m1[i] - m2[i];
+            const float c = m3[i] + m4[i], d = m3[i] - m4[i];
+            o[4 * i] = m0[i] + a + c + bias;
+            o[4 * i + 1] = b + 2.0f * d + bias;
+            o[4 * i + 2] = a + 4.0f * c + bias;
+            o[4 * i + 3] = b + 8.0f * d + m5[i] + bias;
+        }
+    }
+}
+
+/* One tile row of one output channel: M_e of the n tiles at src[e * estride + t]. Writes rows
+ * 0..nrow-1 and columns 0..ncol-1 of its 4 x 4n outputs to dst (row stride ld), with bias and
+ * activation. wv: 24 n floats (wv[q][l][t] = (A^T M)[q][l] of tile t), ob: 4 n floats. */
+MS_NN_INLINE void output_row(const float *src, size_t estride, int32_t n, float *wv, float *ob,
+                             float *dst, size_t ld, int32_t nrow, int32_t ncol, float bias,
+                             ms_act act, float alpha) {
+    const size_t nn = (size_t)n, l6 = 6 * nn;
+    for (size_t l = 0; l < 6; l++) { /* vertical */
+        const float *m = src + l * estride;
+        at6(m, m + 6 * estride, m + 12 * estride, m + 18 * estride, m + 24 * estride,
+            m + 30 * estride, wv + l * nn, wv + l6 + l * nn, wv + 2 * l6 + l * nn,
+            wv + 3 * l6 + l * nn, nn);
+    }
+    const bool whole = ncol == 4 * n, relu = act == MS_ACT_RELU;
+    for (int32_t q = 0; q < nrow; q++) { /* horizontal, into the output row when it fits */
+        const float *w = wv + (size_t)q * l6;
+        float *row = dst + (size_t)q * ld, *o = whole ? row : ob;
+        at6_row(w, w + nn, w + 2 * nn, w + 3 * nn, w + 4 * nn, w + 5 * nn, o, nn, bias, relu);
+        if (!whole) memcpy(row, ob, (size_t)ncol * sizeof(float));
+        if (!relu && act != MS_ACT_NONE) ms_nn_bias_act(row, (size_t)ncol, 0.0f, act, alpha);
+    }
+}
+
+/* The output transform of one block: M_e in slot e as [out_c][nr * nc]. */
+MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float *oimg,
+                                    int32_t ty0, int32_t nr, int32_t tx0, int32_t nc,
+                                    const wino_plan *pl, float *ws) {
+    const size_t tiles = (size_t)nr * (size_t)nc;
+    const size_t ow = (size_t)pl->out_w, plane = (size_t)pl->out_h * ow;
+    float *wv = ws + SLOTS * pl->slot, *ob = wv + 24 * (size_t)nc;
+    const int32_t ncol = pl->out_w - 4 * tx0 < 4 * nc ? pl->out_w - 4 * tx0 : 4 * nc;
+    for (int32_t oc = 0; oc < p->out_c; oc++)
+        for (int32_t ry = 0; ry < nr; ry++) {
+            const int32_t oy = 4 * (ty0 + ry), nrow = pl->out_h - oy < 4 ? pl->out_h - oy : 4;
+            output_row(ws + (size_t)oc * tiles + (size_t)ry * (size_t)nc, pl->slot, nc, wv, ob,
+                       oimg + (size_t)oc * plane + (size_t)oy * ow + 4 * (size_t)tx0, ow, nrow,
+                       ncol, bias ? bias[oc] : 0.0f, p->act, p->act_alpha);
+        }
+}
+
+static void input_block(const ms_conv2d *p, const float *img, int32_t in_h, int32_t in_w,
+                        int32_t ty0, int32_t nr, int32_t tx0, int32_t nc, const wino_plan *pl,
+                        float *ws) {
+    input_block_body(p, img, in_h, in_w, ty0, nr, tx0, nc, pl, ws);
+}
+
+static void output_block(const ms_conv2d *p, const float *bias, float *oimg, int32_t ty0,
+                         int32_t nr, int32_t tx0, int32_t nc, const wino_plan *pl, float *ws) {
+    output_block_body(p, bias, oimg, ty0, nr, tx0, nc, pl, ws);
+}
+
+#ifdef MS_NN_X86_CLONES
+MS_NN_TARGET_AVX2 static void input_block_avx2(const ms_conv2d *p, const float *img, int32_t in_h,
+                                               int32_t in_w, int32_t ty0, int32_t nr,
+                                               int32_t tx0, int32_t nc, const wino_plan *pl,
+                                               float *ws) {
+    input_block_body(p, img, in_h, in_w, ty0, nr, tx0, nc, pl, ws);
+}
+
+MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float *bias,
+                                                float *oimg, int32_t ty0, int32_t nr,
+                                                int32_t tx0, int32_t nc, const wino_plan *pl,
+                                                float *ws) {
+    output_block_body(p, bias, oimg, ty0, nr, tx0, nc, pl, ws);
+}
+#endif
+
+void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                const float *bias, ms_tensor *out, float *workspace) {
+    wino_plan pl;
+    if (!plan_make(p, in->h, in->w, &pl)) {
+        assert(0 && "ms_conv2d_winograd_forward: parameters ms_conv2d_winograd_workspace refuses");
+        return;
+    }
+    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == pl.out_h &&
+           out->w == pl.out_w && workspace != NULL);
+    void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, int32_t, int32_t, int32_t,
+                  int32_t, const wino_plan *, float *) = input_block;
+    void (*out_fn)(const ms_conv2d *, const float *, float *, int32_t, int32_t, int32_t, int32_t,
+                   const wino_plan *, float *) = output_block;
+#ifdef MS_NN_X86_CLONES
+    if (ms_nn_cpu_avx2_fma()) {
+        in_fn = input_block_avx2;
+        out_fn = output_block_avx2;
+    }
+#endif
+    const size_t in_img = (size_t)p->in_c * (size_t)in->h * (size_t)in->w;
+    const size_t out_img = (size_t)p->out_c * (size_t)pl.out_h * (size_t)pl.out_w;
+    const size_t ue = (size_t)p->out_c * (size_t)p->in_c;
+    const blasint m = (blasint)p->out_c, k = (blasint)p->in_c;
+    for (int32_t n = 0; n < in->n; n++) {
+        const float *img = in->data + (size_t)n * in_img;
+        float *oimg = out->data + (size_t)n * out_img;
+        for (int32_t ty0 = 0; ty0 < pl.tiles_y; ty0 += pl.rows) {
+            const int32_t nr = pl.tiles_y - ty0 < pl.rows ? pl.tiles_y - ty0 : pl.rows;
+            for (int32_t tx0 = 0; tx0 < pl.tiles_x; tx0 += pl.cols) {
+                const int32_t nc = pl.tiles_x - tx0 < pl.cols ? pl.tiles_x - tx0 : pl.cols;
+                const blasint nt = (blasint)nr * (blasint)nc;
+                in_fn(p, img, in->h, in->w, ty0, nr, tx0, nc, &pl, workspace);
+                /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x tiles] */
+                for (size_t e = 0; e < 36; e++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nt, k, 1.0f,
+                                u + e * ue, k, workspace + (e + 1) * pl.slot, nt, 0.0f,
+                                workspace + e * pl.slot, nt);
+                out_fn(p, bias, oimg, ty0, nr, tx0, nc, &pl, workspace);
+            }
+        }
+    }
+}
+
+bool ms_conv2d_winograd_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    wino_plan pl;
+    if (!plan_make(p, in_h, in_w, &pl)) return false;
+    return p->in_c > 1;
+}
