@@ -91,9 +91,10 @@ size_t ms_conv2d_winograd_weight_floats(const ms_conv2d *p);
  * laid out [36][out_c][in_c]). p must satisfy ms_conv2d_winograd_ok. */
 void ms_conv2d_winograd_weights(const ms_conv2d *p, const float *weight, float *u);
 
-/* Floats of workspace ms_conv2d_winograd_forward needs for an input of in_h x in_w (bounded:
- * about 1 MiB for the transformed tiles, whatever the image size), or SIZE_MAX when p is not
- * eligible or ms_conv2d_shape refuses the size. */
+/* Floats of workspace ms_conv2d_winograd_forward needs for an input of in_h x in_w, or
+ * SIZE_MAX when p is not eligible or ms_conv2d_shape refuses the size. Bounded whatever the
+ * image size: about 1 MiB up to 128 channels, at most about 16 MiB for many channels (where
+ * wider blocks of tiles pay; at 512 channels). */
 size_t ms_conv2d_winograd_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 
 /* out = act(conv(in, weight) + bias), as ms_conv2d_forward, for every image of the batch, with

@@ -8,12 +8,12 @@
  * im2col's 9 per output pixel and input channel (36 per 16 pixels), plus transforms that
  * cost O(in_c + out_c) per tile.
  *
- * The tiles of an image are processed in blocks (whole tile rows, or part of one tile row when
- * a row is too long), sized so that the transformed inputs and products of a block stay in L2
- * (BLOCK_FLOATS); the weights are transformed once by ms_conv2d_winograd_weights. In the
- * workspace, 37 slots of max(in_c, out_c) * tiles floats hold V_e in slot e + 1 and receive
- * M_e in slot e (free once V_{e-1} is used), so the block needs about half the memory of
- * separate V and M buffers and can be twice as wide.
+ * The tiles of an image are processed in blocks of consecutive tiles in raster order (whole
+ * tile rows where they fit), sized so that the transformed inputs and products of a block stay
+ * in L2 unless the channels are many (see BLOCK_FLOATS); the weights are transformed once by
+ * ms_conv2d_winograd_weights. In the workspace, 37 slots of max(in_c, out_c) * tiles floats
+ * hold V_e in slot e + 1 and receive M_e in slot e (free once V_{e-1} is used), so a block
+ * needs about half the memory of separate V and M buffers and can be twice as wide.
  *
  * Edge tiles read zeros outside the input (the padding and the part of the last tile past the
  * input) and write only the part of the output that exists. */
@@ -25,16 +25,28 @@
 #include "medscreen/core.h"
 #include "nn_internal.h"
 
-/* Floats of transformed tiles (all 37 slots) per block. */
-enum { BLOCK_FLOATS = 1 << 18, SLOTS = 37 };
+/* Block size, from measurements of OpenBLAS 0.3.21 (SkylakeX kernels, Xeon, 1 thread):
+ * - As many tiles as keep the 37 slots within BLOCK_FLOATS (1 MiB, half of L2) where the
+ *   channels are few: at 32 to 128 channels the 36 products of 48 to 208 tiles run at 110-160
+ *   GFLOP/s.
+ * - But at least in_c * out_c / 1024 tiles (at most MAX_TILES and the WS_FLOATS workspace)
+ *   where they are many: each product packs and streams U_e (in_c * out_c floats) for the
+ *   block's tiles. At 512 channels the products of 13 tiles ran at 27 GFLOP/s, of 256 at 94; a
+ *   512->512 layer with a 56x56 output took 376 ms with 1 MiB blocks, 52 ms with 256 tiles
+ *   (im2col: ~150 ms). The workspace is bounded by the channels then, not by the image.
+ * - Whole tile rows per block where a row fits: every run of one tile row costs a dozen short
+ *   loops in the transforms. Otherwise multiples of 16 tiles, the kernel's unroll (64
+ *   channels: 154 GFLOP/s at 32 tiles, 92 at 27). */
+enum { BLOCK_FLOATS = 1 << 18, MAX_TILES = 256, WS_FLOATS = 1 << 22, SLOTS = 37 };
 
 typedef struct wino_plan {
     int32_t out_h, out_w;
     int32_t tiles_y, tiles_x;
-    int32_t rows, cols;  /* tile rows and columns per block (cols == tiles_x when rows > 1) */
-    size_t slot;         /* floats per slot: max(in_c, out_c) * rows * cols */
-    size_t scratch;      /* floats of per-row scratch after the slots */
-    size_t workspace;    /* floats in all */
+    int32_t block;    /* tiles per block, consecutive in raster order (the last may be fewer) */
+    int32_t seg;      /* longest run of one tile row in a block: min(block, tiles_x) */
+    size_t tiles;     /* tiles_y * tiles_x */
+    size_t slot;      /* floats per slot, at least max(in_c, out_c) * block */
+    size_t workspace; /* floats in all */
 } wino_plan;
 
 /* Round up to a multiple of 16 floats (64 bytes), so every part of the workspace starts on a
@@ -70,42 +82,43 @@ static bool plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, wino_plan 
     const int32_t ty = (int32_t)(((int64_t)oh + 3) / 4), tx = (int32_t)(((int64_t)ow + 3) / 4);
     const size_t maxc = (size_t)(p->in_c > p->out_c ? p->in_c : p->out_c);
 
-    /* Tiles per block: as many as BLOCK_FLOATS allows, at least one. Whole tile rows when one
-     * fits, and blocks of balanced size so the last one is not a sliver. */
-    size_t per_tile;
-    if (!ms_mul_size(maxc, SLOTS, &per_tile)) return false;
-    size_t fit = BLOCK_FLOATS / per_tile;
-    if (fit < 1) fit = 1;
-    int32_t rows = 1, cols;
-    if (fit >= (size_t)tx) {
-        size_t r = fit / (size_t)tx;
-        rows = r >= (size_t)ty ? ty : (int32_t)r;
-        const int32_t nblk = (ty + rows - 1) / rows;
-        rows = (ty + nblk - 1) / nblk;
-        cols = tx;
-    } else {
-        const int32_t nblk = (int32_t)(((size_t)tx + fit - 1) / fit);
-        cols = (tx + nblk - 1) / nblk;
+    size_t tiles, per_tile, cc, tmp;
+    if (!ms_mul_size((size_t)ty, (size_t)tx, &tiles) || !ms_mul_size(maxc, SLOTS, &per_tile) ||
+        !ms_mul_size((size_t)p->in_c, (size_t)p->out_c, &cc) || !ms_mul_size(cc, 36, &tmp) ||
+        !ms_mul_size(tmp, sizeof(float), &tmp)) /* U: forward indexes it without checks */
+        return false;
+    size_t blk = BLOCK_FLOATS / per_tile, want = cc / 1024;
+    if (want > MAX_TILES) want = MAX_TILES;
+    if (want > WS_FLOATS / per_tile) want = WS_FLOATS / per_tile;
+    if (blk < want) blk = want;
+    if (blk < 1) blk = 1;
+    if (blk >= tiles) {
+        blk = tiles;
+    } else if (blk >= (size_t)tx) {
+        /* Whole tile rows, in blocks of equal height: fewer short row runs to transform. */
+        const size_t rows = blk / (size_t)tx, nblk = ((size_t)ty + rows - 1) / rows;
+        blk = ((size_t)ty + nblk - 1) / nblk * (size_t)tx;
+    } else if (blk >= 16) {
+        blk = blk / 16 * 16;
     }
+    const size_t seg = blk < (size_t)tx ? blk : (size_t)tx;
 
-    /* Scratch: 6 padded input rows and 6x4 deinterleaved columns (48 (cols + 1) floats) for
-     * the input transform, or 24 + 16 rows of cols floats for the output transform. */
-    size_t tiles, slot, scratch, ws, tmp;
-    if (!ms_mul_size((size_t)rows, (size_t)cols, &tiles) || tiles > INT_MAX ||
-        !ms_mul_size(maxc, tiles, &slot) || !pad_slot(slot, &slot) ||
-        !ms_mul_size((size_t)cols + 1, 48, &scratch) || !round16(scratch, &scratch) ||
+    /* Scratch after the slots: the input transform's split rows and vertical results
+     * (48 (seg + 1) floats), or the output transform's 24 seg + 4 seg. */
+    size_t slot, scratch, ws;
+    if (blk > INT_MAX || !ms_mul_size(maxc, blk, &slot) || !pad_slot(slot, &slot) ||
+        !ms_mul_size(seg + 1, 48, &scratch) || !round16(scratch, &scratch) ||
         !ms_mul_size(slot, SLOTS, &ws) || !ms_add_size(ws, scratch, &ws) ||
         !ms_mul_size(ws, sizeof(float), &tmp))
         return false;
-    /* sgemm's leading dimensions are int: in_c and the tiles of a block. */
     pl->out_h = oh;
     pl->out_w = ow;
     pl->tiles_y = ty;
     pl->tiles_x = tx;
-    pl->rows = rows;
-    pl->cols = cols;
+    pl->block = (int32_t)blk;
+    pl->seg = (int32_t)seg;
+    pl->tiles = tiles;
     pl->slot = slot;
-    pl->scratch = scratch;
     pl->workspace = ws;
     return true;
 }
@@ -214,8 +227,9 @@ MS_NN_INLINE void input_row(const float *restrict src, int32_t in_h, int32_t in_
             continue;
         }
         const float *row = src + (size_t)iy * (size_t)in_w; /* column x is row[ix0 + x] */
-        deinterleave4(row + (ix0 + 4 * (int64_t)ta), p + ta, p + nt + ta, p + 2 * nt + ta,
-                      p + 3 * nt + ta, tb - ta);
+        if (tb > ta)
+            deinterleave4(row + (ix0 + 4 * (int64_t)ta), p + ta, p + nt + ta, p + 2 * nt + ta,
+                          p + 3 * nt + ta, tb - ta);
         for (size_t t = 0; t < nt; t++) {
             if (t == ta) t = tb;
             if (t >= nt) break;
@@ -238,18 +252,22 @@ MS_NN_INLINE void input_row(const float *restrict src, int32_t in_h, int32_t in_
     }
 }
 
-/* The input transform of one block: tile rows [ty0, ty0 + nr), columns [tx0, tx0 + nc), every
- * channel; V_e goes to slot e + 1 as [in_c][nr * nc]. */
+/* The input transform of one block: tiles [b0, b0 + nb) in raster order, every channel;
+ * V_e goes to slot e + 1 as [in_c][nb]. The block is walked as runs of one tile row. */
 MS_NN_INLINE void input_block_body(const ms_conv2d *p, const float *img, int32_t in_h,
-                                   int32_t in_w, int32_t ty0, int32_t nr, int32_t tx0,
-                                   int32_t nc, const wino_plan *pl, float *ws) {
-    const size_t tiles = (size_t)nr * (size_t)nc, plane = (size_t)in_h * (size_t)in_w;
-    float *ph = ws + SLOTS * pl->slot, *td = ph + 24 * ((size_t)nc + 1);
+                                   int32_t in_w, size_t b0, size_t nb, const wino_plan *pl,
+                                   float *ws) {
+    const size_t plane = (size_t)in_h * (size_t)in_w, tx_n = (size_t)pl->tiles_x;
+    float *ph = ws + SLOTS * pl->slot, *td = ph + 24 * ((size_t)pl->seg + 1);
     for (int32_t c = 0; c < p->in_c; c++)
-        for (int32_t ry = 0; ry < nr; ry++)
-            input_row(img + (size_t)c * plane, in_h, in_w, 4 * (int64_t)(ty0 + ry) - p->pad_t,
-                      4 * (int64_t)tx0 - p->pad_l, nc, ph, td,
-                      ws + pl->slot + (size_t)c * tiles + (size_t)ry * (size_t)nc, pl->slot);
+        for (size_t i = b0; i < b0 + nb;) {
+            const size_t ty = i / tx_n, tx = i % tx_n;
+            const size_t n = tx_n - tx < b0 + nb - i ? tx_n - tx : b0 + nb - i;
+            input_row(img + (size_t)c * plane, in_h, in_w, 4 * (int64_t)ty - p->pad_t,
+                      4 * (int64_t)tx - p->pad_l, (int32_t)n, ph, td,
+                      ws + pl->slot + (size_t)c * nb + (i - b0), pl->slot);
+            i += n;
+        }
 }
 
 /* ---- output transform: Y = A^T M A ----
@@ -325,47 +343,55 @@ MS_NN_INLINE void output_row(const float *src, size_t estride, int32_t n, float 
     }
 }
 
-/* The output transform of one block: M_e in slot e as [out_c][nr * nc]. */
+/* The output transform of one block: M_e in slot e as [out_c][nb]. */
 MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float *oimg,
-                                    int32_t ty0, int32_t nr, int32_t tx0, int32_t nc,
-                                    const wino_plan *pl, float *ws) {
-    const size_t tiles = (size_t)nr * (size_t)nc;
+                                    size_t b0, size_t nb, const wino_plan *pl, float *ws) {
     const size_t ow = (size_t)pl->out_w, plane = (size_t)pl->out_h * ow;
-    float *wv = ws + SLOTS * pl->slot, *ob = wv + 24 * (size_t)nc;
-    const int32_t ncol = pl->out_w - 4 * tx0 < 4 * nc ? pl->out_w - 4 * tx0 : 4 * nc;
+    const size_t tx_n = (size_t)pl->tiles_x;
+    float *wv = ws + SLOTS * pl->slot, *ob = wv + 24 * (size_t)pl->seg;
     for (int32_t oc = 0; oc < p->out_c; oc++)
-        for (int32_t ry = 0; ry < nr; ry++) {
-            const int32_t oy = 4 * (ty0 + ry), nrow = pl->out_h - oy < 4 ? pl->out_h - oy : 4;
-            output_row(ws + (size_t)oc * tiles + (size_t)ry * (size_t)nc, pl->slot, nc, wv, ob,
-                       oimg + (size_t)oc * plane + (size_t)oy * ow + 4 * (size_t)tx0, ow, nrow,
-                       ncol, bias ? bias[oc] : 0.0f, p->act, p->act_alpha);
+        for (size_t i = b0; i < b0 + nb;) {
+            const size_t ty = i / tx_n, tx = i % tx_n;
+            const size_t n = tx_n - tx < b0 + nb - i ? tx_n - tx : b0 + nb - i;
+            const size_t oy = 4 * ty, ox = 4 * tx;
+            const int32_t nrow = (int32_t)((size_t)pl->out_h - oy < 4 ? (size_t)pl->out_h - oy : 4);
+            const int32_t ncol = (int32_t)(ow - ox < 4 * n ? ow - ox : 4 * n);
+            /* Ask for the next channel's output lines now: the stores are the costliest part
+             * of this loop (the image is in L3 or memory, and a store first reads its line).
+             * Measured: 5-7% off the whole convolution at 32->32 and 128->128. */
+            if (oc + 1 < p->out_c)
+                for (int32_t q = 0; q < nrow; q++) {
+                    const float *r = oimg + (size_t)(oc + 1) * plane + (oy + (size_t)q) * ow + ox;
+                    for (int32_t x = 0; x < ncol; x += 16) MS_NN_PREFETCH_W(r + x);
+                }
+            output_row(ws + (size_t)oc * nb + (i - b0), pl->slot, (int32_t)n, wv, ob,
+                       oimg + (size_t)oc * plane + oy * ow + ox, ow, nrow, ncol,
+                       bias ? bias[oc] : 0.0f, p->act, p->act_alpha);
+            i += n;
         }
 }
 
 static void input_block(const ms_conv2d *p, const float *img, int32_t in_h, int32_t in_w,
-                        int32_t ty0, int32_t nr, int32_t tx0, int32_t nc, const wino_plan *pl,
-                        float *ws) {
-    input_block_body(p, img, in_h, in_w, ty0, nr, tx0, nc, pl, ws);
+                        size_t b0, size_t nb, const wino_plan *pl, float *ws) {
+    input_block_body(p, img, in_h, in_w, b0, nb, pl, ws);
 }
 
-static void output_block(const ms_conv2d *p, const float *bias, float *oimg, int32_t ty0,
-                         int32_t nr, int32_t tx0, int32_t nc, const wino_plan *pl, float *ws) {
-    output_block_body(p, bias, oimg, ty0, nr, tx0, nc, pl, ws);
+static void output_block(const ms_conv2d *p, const float *bias, float *oimg, size_t b0,
+                         size_t nb, const wino_plan *pl, float *ws) {
+    output_block_body(p, bias, oimg, b0, nb, pl, ws);
 }
 
 #ifdef MS_NN_X86_CLONES
 MS_NN_TARGET_AVX2 static void input_block_avx2(const ms_conv2d *p, const float *img, int32_t in_h,
-                                               int32_t in_w, int32_t ty0, int32_t nr,
-                                               int32_t tx0, int32_t nc, const wino_plan *pl,
-                                               float *ws) {
-    input_block_body(p, img, in_h, in_w, ty0, nr, tx0, nc, pl, ws);
+                                               int32_t in_w, size_t b0, size_t nb,
+                                               const wino_plan *pl, float *ws) {
+    input_block_body(p, img, in_h, in_w, b0, nb, pl, ws);
 }
 
 MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float *bias,
-                                                float *oimg, int32_t ty0, int32_t nr,
-                                                int32_t tx0, int32_t nc, const wino_plan *pl,
-                                                float *ws) {
-    output_block_body(p, bias, oimg, ty0, nr, tx0, nc, pl, ws);
+                                                float *oimg, size_t b0, size_t nb,
+                                                const wino_plan *pl, float *ws) {
+    output_block_body(p, bias, oimg, b0, nb, pl, ws);
 }
 #endif
 
@@ -378,10 +404,10 @@ void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const f
     }
     assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == pl.out_h &&
            out->w == pl.out_w && workspace != NULL);
-    void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, int32_t, int32_t, int32_t,
-                  int32_t, const wino_plan *, float *) = input_block;
-    void (*out_fn)(const ms_conv2d *, const float *, float *, int32_t, int32_t, int32_t, int32_t,
-                   const wino_plan *, float *) = output_block;
+    void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, size_t, size_t,
+                  const wino_plan *, float *) = input_block;
+    void (*out_fn)(const ms_conv2d *, const float *, float *, size_t, size_t, const wino_plan *,
+                   float *) = output_block;
 #ifdef MS_NN_X86_CLONES
     if (ms_nn_cpu_avx2_fma()) {
         in_fn = input_block_avx2;
@@ -395,25 +421,37 @@ void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const f
     for (int32_t n = 0; n < in->n; n++) {
         const float *img = in->data + (size_t)n * in_img;
         float *oimg = out->data + (size_t)n * out_img;
-        for (int32_t ty0 = 0; ty0 < pl.tiles_y; ty0 += pl.rows) {
-            const int32_t nr = pl.tiles_y - ty0 < pl.rows ? pl.tiles_y - ty0 : pl.rows;
-            for (int32_t tx0 = 0; tx0 < pl.tiles_x; tx0 += pl.cols) {
-                const int32_t nc = pl.tiles_x - tx0 < pl.cols ? pl.tiles_x - tx0 : pl.cols;
-                const blasint nt = (blasint)nr * (blasint)nc;
-                in_fn(p, img, in->h, in->w, ty0, nr, tx0, nc, &pl, workspace);
-                /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x tiles] */
-                for (size_t e = 0; e < 36; e++)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nt, k, 1.0f,
-                                u + e * ue, k, workspace + (e + 1) * pl.slot, nt, 0.0f,
-                                workspace + e * pl.slot, nt);
-                out_fn(p, bias, oimg, ty0, nr, tx0, nc, &pl, workspace);
-            }
+        for (size_t b0 = 0; b0 < pl.tiles; b0 += (size_t)pl.block) {
+            const size_t nb = pl.tiles - b0 < (size_t)pl.block ? pl.tiles - b0 : (size_t)pl.block;
+            in_fn(p, img, in->h, in->w, b0, nb, &pl, workspace);
+            /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb] */
+            for (size_t e = 0; e < 36; e++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (blasint)nb, k, 1.0f,
+                            u + e * ue, k, workspace + (e + 1) * pl.slot, (blasint)nb, 0.0f,
+                            workspace + e * pl.slot, (blasint)nb);
+            out_fn(p, bias, oimg, b0, nb, &pl, workspace);
         }
     }
 }
 
+/* Measured with bench_winograd and a grid of layers (min of 3 x 15-30 runs, 1 thread, Xeon,
+ * OpenBLAS 0.3.21 SkylakeX kernels; im2col time / Winograd time, bias + ReLU):
+ *   channels in = out   1 tile  4 tiles  9 tiles  16 tiles   many
+ *   16-64               1.0-1.5 1.2-1.6                       1.7-3.5 (e.g. 64@128: 2.9)
+ *   128                 1.28    1.58     1.19                 2.3-3.3
+ *   256                 0.85    1.42     1.10     1.72
+ *   384                         1.32     1.03     1.36
+ *   512                 0.81    0.55     0.56-0.85 1.30-2.21  2.9 (@28), 2.9 (@56)
+ * With few tiles a layer is bound by streaming the transformed weights (36 * in * out floats,
+ * 4x im2col's 9), which only pays with enough tiles to share them. Fewer input and output
+ * channels favour Winograd (2-3x at 4-16 channels, 128x128), down to 1.1-1.3x at 1-2 input
+ * channels; with one input channel ms_conv2d_forward's direct kernel is 2-3x faster still.
+ * With two OpenBLAS threads only the products run in parallel, so the margins shrink (e.g.
+ * 256@14: 1.09x); the 1.0-1.2x cases above may lose there. */
 bool ms_conv2d_winograd_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
     wino_plan pl;
-    if (!plan_make(p, in_h, in_w, &pl)) return false;
-    return p->in_c > 1;
+    if (!plan_make(p, in_h, in_w, &pl) || p->in_c < 2) return false;
+    const int64_t cc = (int64_t)p->in_c * p->out_c;
+    if (pl.tiles >= 16 || cc <= 128 * 128) return true;
+    return cc <= 384 * 384 && pl.tiles >= 4;
 }

@@ -313,22 +313,25 @@ static void test_winograd_shapes(void **state) {
     assert_true(cases > 200 && nonsquare > 100 && edge > 100);
 }
 
-/* Several blocks of tile rows, tile rows split into column blocks (wide images, many
- * channels), a partial last block, batches. */
+/* Several blocks of whole tile rows, blocks that start and end inside tile rows (wide images,
+ * many channels), a partial last block, batches. */
 static void test_winograd_blocks(void **state) {
     (void)state;
     rng r = {77};
     /* 16 channels: blocks of many tile rows; 250 rows give more than one. */
     ms_conv2d p = conv3x3(16, 16, 1, 1, 1, 1, MS_ACT_RELU);
     run_wino(&r, &p, 1, 250, 31, true, "winograd blocks vs double", NULL);
-    /* 300 channels: 23 tiles a block, so a 25-tile row is split in two. */
+    /* 300 channels: blocks of 16 tiles, across rows of 25 (the last block 11 tiles). */
     p = conv3x3(300, 20, 2, 0, 1, 1, MS_ACT_NONE);
     run_wino(&r, &p, 1, 9, 100, true, "winograd blocks vs double", "winograd shapes vs im2col");
     p = conv3x3(20, 300, 0, 1, 0, 2, MS_ACT_SILU);
     run_wino(&r, &p, 1, 14, 97, false, "winograd blocks vs double", NULL);
-    /* one channel, one very long row: 7500 tiles, blocks of about 7000 */
+    /* one channel, one very long row: 7500 tiles, blocks of 7072 */
     p = conv3x3(1, 1, 1, 1, 1, 1, MS_ACT_TANH);
     run_wino(&r, &p, 1, 1, 30000, true, "winograd blocks vs double", NULL);
+    /* many channels: blocks wider than 1 MiB (in * out / 1024 = 32 tiles, here 3 rows of 10) */
+    p = conv3x3(512, 64, 1, 1, 1, 1, MS_ACT_RELU);
+    run_wino(&r, &p, 1, 20, 40, true, "winograd blocks vs double", "winograd shapes vs im2col");
     /* the reference screener's stride-1 layer shapes at a reduced size */
     p = conv3x3(32, 32, 1, 1, 1, 1, MS_ACT_RELU);
     run_wino(&r, &p, 1, 40, 36, true, "winograd blocks vs double", "winograd shapes vs im2col");
@@ -343,12 +346,16 @@ static void test_winograd_blocks(void **state) {
     p = conv3x3(64, 16, 2, 2, 2, 2, MS_ACT_SIGMOID);
     run_wino(&r, &p, 4, 3, 4, true, "winograd batch vs double", "winograd shapes vs im2col");
 
-    /* The workspace does not grow with the image: about 1 MiB of tiles plus row scratch. */
+    /* The workspace does not grow with the image: about 1 MiB of tiles plus row scratch at 64
+     * channels, at most 16 MiB of tiles at many. */
     p = conv3x3(64, 64, 1, 1, 1, 1, MS_ACT_RELU);
     const size_t small = ms_conv2d_winograd_workspace(&p, 64, 64);
     const size_t huge = ms_conv2d_winograd_workspace(&p, 16384, 16384);
     assert_true(huge != SIZE_MAX && huge * sizeof(float) <= (size_t)3 << 19);
     assert_true(small <= huge);
+    p = conv3x3(512, 512, 1, 1, 1, 1, MS_ACT_RELU); /* wider blocks, still bounded */
+    const size_t wide = ms_conv2d_winograd_workspace(&p, 16384, 16384);
+    assert_true(wide != SIZE_MAX && wide * sizeof(float) <= (size_t)17 << 20);
 }
 
 /* U = G g G^T in double, with G's entry (1, 0) optionally changed: the test's own weight
@@ -576,6 +583,16 @@ static void test_winograd_api(void **state) {
     assert_true(ms_conv2d_winograd_worthwhile(&s32, 256, 256));
     assert_true(ms_conv2d_winograd_worthwhile(&s128, 64, 64));
     assert_false(ms_conv2d_winograd_worthwhile(&first, 512, 512));
+    /* ResNet-18's: all but 512 channels at 7x7 (4 tiles) */
+    static const int32_t resnet[][2] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+    for (int i = 0; i < 4; i++) {
+        const ms_conv2d q = conv3x3(resnet[i][0], resnet[i][0], 1, 1, 1, 1, MS_ACT_RELU);
+        assert_true(ms_conv2d_winograd_worthwhile(&q, resnet[i][1], resnet[i][1]) == (i < 3));
+    }
+    const ms_conv2d c512 = conv3x3(512, 512, 1, 1, 1, 1, MS_ACT_RELU);
+    assert_true(ms_conv2d_winograd_worthwhile(&c512, 14, 14)); /* 16 tiles */
+    const ms_conv2d c256 = conv3x3(256, 256, 1, 1, 1, 1, MS_ACT_RELU);
+    assert_false(ms_conv2d_winograd_worthwhile(&c256, 4, 4)); /* one tile */
 }
 
 /* ---- the first-layer direct kernel ---- */
