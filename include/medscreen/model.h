@@ -52,6 +52,9 @@ ms_status ms_msm_writer_create(ms_msm_writer **out, ms_err *err);
 ms_status ms_msm_writer_add(ms_msm_writer *w, const char *name, ms_dtype dtype, uint32_t ndim,
                             const uint32_t *dims, const void *data, ms_err *err);
 ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *err);
+/* The same file in memory: on success *out (size bytes, ms_free) belongs to the caller.
+ * Errors: MS_EINVAL (no tensors), MS_ENOMEM. */
+ms_status ms_msm_writer_encode(const ms_msm_writer *w, uint8_t **out, size_t *size, ms_err *err);
 void ms_msm_writer_destroy(ms_msm_writer *w); /* NULL is a no-op */
 
 #ifdef __cplusplus

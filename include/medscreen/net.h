@@ -18,10 +18,13 @@ extern "C" {
 
 typedef struct ms_net ms_net; /* opaque; read-only after load, shareable between threads */
 
-/* Loads a .msm file and validates its graph. On success *out belongs to the caller; release
- * it with ms_net_destroy(). Thread-safe. Every graph error names the model, the graph line
- * and the bad token.
- * Errors: MS_EIO, MS_ELIMIT, MS_EFORMAT, MS_EUNSUPPORTED, MS_EOVERFLOW, MS_ENOMEM. */
+/* Loads a .msm file and validates its graph, then its metadata against the graph (meta.h:
+ * strict for meta format 1, indexed only for legacy text). On success *out belongs to the
+ * caller; release it with ms_net_destroy(). Thread-safe. Every graph error names the model,
+ * the graph line and the bad token; every metadata error the model, the meta line, the key and
+ * the value.
+ * Errors: MS_EIO, MS_ELIMIT, MS_EFORMAT, MS_EUNSUPPORTED (also a newer meta format),
+ * MS_EOVERFLOW, MS_ENOMEM. */
 ms_status ms_net_load(const char *path, const ms_limits *lim, ms_net **out, ms_err *err);
 
 /* Builds a net from a loaded container. Takes ownership of m in every case (it is destroyed

@@ -326,9 +326,10 @@ static void put_le(uint8_t *p, uint64_t v, int bytes) {
     for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *err) {
-    if (w->count == 0)
-        return ms_fail(err, MS_EINVAL, "%s: a model needs at least one tensor", path);
+ms_status ms_msm_writer_encode(const ms_msm_writer *w, uint8_t **out, size_t *size, ms_err *err) {
+    if (w == NULL || out == NULL || size == NULL)
+        return ms_fail(err, MS_EINVAL, "ms_msm_writer_encode: NULL argument");
+    if (w->count == 0) return ms_fail(err, MS_EINVAL, "a model needs at least one tensor");
     size_t table = 0, payload = 0;
     for (uint32_t i = 0; i < w->count; i++) {
         const pending *p = &w->items[i];
@@ -337,7 +338,7 @@ ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *e
     }
     size_t start = (HEADER_SIZE + table + ALIGN - 1) / ALIGN * ALIGN, total = start + payload + 4;
     uint8_t *buf = ms_calloc(1, total);
-    if (buf == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot allocate %zu bytes", path, total);
+    if (buf == NULL) return ms_fail(err, MS_ENOMEM, "cannot allocate %zu bytes for a model", total);
     memcpy(buf, k_magic, 8);
     put_le(buf + 8, MS_MSM_VERSION, 4);
     put_le(buf + 12, w->count, 4);
@@ -361,8 +362,18 @@ ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *e
         off += p->nbytes;
     }
     put_le(buf + total - 4, crc32_of(buf, total - 4), 4);
+    *out = buf;
+    *size = total;
+    return MS_OK;
+}
 
-    ms_status st = ms_file_write_atomic(path, buf, total, err);
+ms_status ms_msm_writer_save(const ms_msm_writer *w, const char *path, ms_err *err) {
+    uint8_t *buf = NULL;
+    size_t total = 0;
+    ms_err sub = {0};
+    ms_status st = ms_msm_writer_encode(w, &buf, &total, &sub);
+    if (st != MS_OK) return ms_fail(err, st, "%s: %s", path, sub.msg);
+    st = ms_file_write_atomic(path, buf, total, err);
     ms_free(buf);
     return st;
 }

@@ -659,31 +659,10 @@ static ms_status parse_graph(pctx *c, const ms_msm_tensor *g) {
     return MS_OK;
 }
 
+/* Strict for meta format 1 (checked against the graph, so parse the graph first), indexed
+ * only for legacy free-form text: see meta.c. */
 static ms_status parse_meta(ms_net *net, const ms_msm_tensor *meta, ms_err *err) {
-    size_t n = meta->count, lines = 1;
-    net->meta_text = ms_malloc(n + 1);
-    if (net->meta_text == NULL) return ms_fail(err, MS_ENOMEM, "%s: cannot copy meta", net->name);
-    memcpy(net->meta_text, meta->data, n);
-    net->meta_text[n] = '\0';
-    for (size_t i = 0; i < n; i++) lines += net->meta_text[i] == '\n';
-    net->meta_keys = ms_calloc(lines, sizeof *net->meta_keys);
-    net->meta_vals = ms_calloc(lines, sizeof *net->meta_vals);
-    if (!net->meta_keys || !net->meta_vals)
-        return ms_fail(err, MS_ENOMEM, "%s: cannot index meta", net->name);
-    char *p = net->meta_text, *end = net->meta_text + n;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *le = nl ? nl : end;
-        *le = '\0';
-        char *eq = memchr(p, '=', (size_t)(le - p));
-        if (eq != NULL && eq > p) {
-            *eq = '\0';
-            net->meta_keys[net->meta_count] = p;
-            net->meta_vals[net->meta_count++] = eq + 1;
-        }
-        p = le + 1;
-    }
-    return MS_OK;
+    return ms_model_meta_parse(meta->data, meta->count, net, net->name, &net->meta, err);
 }
 
 ms_status ms_net_from_msm(ms_msm *m, const char *name, ms_net **out, ms_err *err) {
@@ -764,9 +743,7 @@ void ms_net_destroy(ms_net *net) {
     ms_free(net->in_idx);
     ms_free(net->inputs);
     ms_free(net->outputs);
-    ms_free(net->meta_text);
-    ms_free(net->meta_keys);
-    ms_free(net->meta_vals);
+    ms_model_meta_destroy(net->meta);
     ms_free(net);
 }
 
@@ -799,11 +776,10 @@ bool ms_net_output_shape(const ms_net *net, uint32_t index, int32_t *c, int32_t 
 }
 
 const char *ms_net_meta(const ms_net *net, const char *key) {
-    if (key == NULL) return NULL;
-    for (uint32_t i = 0; i < net->meta_count; i++)
-        if (strcmp(net->meta_keys[i], key) == 0) return net->meta_vals[i];
-    return NULL;
+    return ms_model_meta_get(net->meta, key);
 }
+
+const ms_model_meta *ms_net_model_meta(const ms_net *net) { return net->meta; }
 
 const char *ms_net_node_name(const ms_net *net, uint32_t index) {
     return index < net->node_count ? net->nodes[index].name : NULL;

@@ -2,6 +2,7 @@
 #ifndef MEDSCREEN_NET_INTERNAL_H
 #define MEDSCREEN_NET_INTERNAL_H
 
+#include "medscreen/meta.h"
 #include "medscreen/net.h"
 
 typedef enum net_op {
@@ -61,9 +62,7 @@ struct ms_net {
     uint32_t *inputs, input_count;
     uint32_t *outputs, output_count;
     size_t workspace; /* max over conv2d nodes, floats */
-    char *meta_text;
-    const char **meta_keys, **meta_vals;
-    uint32_t meta_count;
+    ms_model_meta *meta; /* the `meta` tensor parsed and checked (meta.c); NULL without one */
 };
 
 static inline size_t net_value_count(const net_value *v) {
