@@ -480,6 +480,104 @@ PY
     expect_rc 0
     out_has "sha256             $want"
     out_has "tensor             c1.weight  float32  [2x1x3x3]"
+    out_has "graph              none"
+    out_has "metadata           legacy (no meta_format line; not checked)"
+    out_has "scan               not ready: the model has no graph"
+    # A graph and meta format 1 metadata (models/FORMAT.md), written independently: x [3,16,12],
+    # a 1x1 convolution to 2 channels (the map), a global average pool (the score).
+    "$PY" - "$D/g.msm" "$D/badmeta.msm" <<'PY' || fail "could not write the test models"
+import struct, sys, zlib
+graph = (b"graph 1\ninput x 3 16 12\nnode conv2d c in=x out=map weight=w\n"
+         b"node globalavgpool g in=map out=score\noutput score\noutput map\n")
+meta = ("meta_format=1\nname=tiny screen\nversion=1.0.0\ntask=screen\ninput_size=16x12\n"
+        "input_channels=3\nresize=letterbox\nnorm_mean=0.485,0.456,0.406\n"
+        "norm_std=0.229,0.224,0.225\nwindow=-600,1500\noutput_score=score\nscore_channel=1\n"
+        "score_kind=logit\ntemperature=1.5\noutput_map=map\nmap_kind=probability\n"
+        "operating_points=sens90:0.31,spec90:0.62\ndefault_operating_point=sens90\n"
+        "modalities=CR,DX\nbody_parts=CHEST\ntrained=2024-02-29\nlicence=MIT\nx-note=a=b\n")
+def write(path, meta):
+    tensors = [("graph", 2, [len(graph)], graph), ("meta", 2, [len(meta)], meta.encode()),
+               ("w", 1, [2, 3, 1, 1], struct.pack("<6f", 1, 2, 3, 4, 5, 6))]
+    table, payload = b"", b""
+    for name, dtype, dims, data in tensors:
+        payload += b"\0" * (-len(payload) % 64)
+        table += struct.pack("<H", len(name)) + name.encode() + bytes([dtype, len(dims)])
+        table += struct.pack("<%dI" % len(dims), *dims) + struct.pack("<QQ", len(payload), len(data))
+        payload += data
+    body = b"MSMODEL\0" + struct.pack("<IIQQ", 1, len(tensors), len(table), len(payload)) + table
+    body += b"\0" * (-len(body) % 64) + payload
+    open(path, "wb").write(body + struct.pack("<I", zlib.crc32(body)))
+write(sys.argv[1], meta)
+write(sys.argv[2], meta.replace("input_size=16x12", "input_size=16x13"))
+PY
+    run model info --json "$D/g.msm"
+    expect_rc 0
+    err_empty
+    "$PY" - "$D/out" <<'PY' || fail "model JSON (graph, metadata) check failed (see above)"
+import json, sys
+o = json.loads(open(sys.argv[1], encoding="utf-8").read())
+def sorted_keys(v):
+    if isinstance(v, dict):
+        assert list(v) == sorted(v), list(v)
+        for x in v.values(): sorted_keys(x)
+    elif isinstance(v, list):
+        for x in v: sorted_keys(x)
+sorted_keys(o)
+g = o["graph"]
+assert g["inputs"] == [{"name": "x", "channels": 3, "height": 16, "width": 12}], g
+assert g["outputs"] == [{"name": "score", "channels": 2, "height": 1, "width": 1},
+                        {"name": "map", "channels": 2, "height": 16, "width": 12}], g
+assert g["nodes"] == 2, g
+assert abs(g["gflop"] - 2 * 3 * 2 * 16 * 12 / 1e9) < 1e-12, g  # the 1x1 conv's multiply-adds x 2
+m = o["metadata"]
+assert m["meta_format"] == 1 and m["name"] == "tiny screen" and m["version"] == "1.0.0", m
+assert m["input"] == "x" and m["input_size"] == [16, 12] and m["input_channels"] == 3, m
+assert m["colour"] == "grey" and m["resize"] == "letterbox" and m["resize_filter"] == "area", m
+assert m["pad_value"] == 0, m
+assert m["norm_mean"] == [0.485, 0.456, 0.406] and m["norm_std"] == [0.229, 0.224, 0.225], m
+assert m["window"] == {"kind": "fixed", "center": -600, "width": 1500}, m
+assert m["output_score"] == "score" and m["score_channel"] == 1 and m["score_kind"] == "logit"
+assert m["temperature"] == 1.5, m
+assert m["output_map"] == "map" and m["map_channel"] == 0 and m["map_kind"] == "probability"
+assert m["map_threshold"] == 0.5, m
+assert m["operating_points"] == {"sens90": 0.31, "spec90": 0.62}, m
+assert m["default_operating_point"] == "sens90", m
+assert m["modalities"] == ["CR", "DX"] and m["body_parts"] == ["CHEST"] and m["views"] is None
+assert m["trained"] == "2024-02-29" and m["licence"] == "MIT" and m["card"] is None, m
+assert m["onnx_opset"] is None and m["extra"] == {"x-note": "a=b"}, m
+assert o["scan"] == {"ready": True, "reason": None}, o["scan"]
+assert ["operating_points", "sens90:0.31,spec90:0.62"] in o["meta"], o["meta"]
+PY
+    run model info "$D/g.msm"
+    expect_rc 0
+    out_has "graph              1 input, 2 outputs, 2 nodes, 2.304e-06 GFLOP per image"
+    out_has "input              x  [3x16x12]"
+    out_has "output             map  [2x16x12]"
+    out_has "metadata           meta format 1, checked"
+    out_has "model              tiny screen 1.0.0, task screen"
+    out_has "preprocess         input x 16x12, 3 channels from grey, letterbox (area, pad 0), mean 0.485,0.456,0.406 std 0.229,0.224,0.225, window -600,1500"
+    out_has "score              output score channel 1, logit, temperature 1.5"
+    out_has "region map         output map channel 0, probability, threshold 0.5"
+    out_has "operating points   sens90=0.31 (default), spec90=0.62"
+    out_has "applies to         modalities CR,DX; body parts CHEST; views any"
+    out_has "scan               ready"
+    # the golden screener: legacy metadata, a graph
+    run model info --json "$SRC/tests/golden/net/screener/model.msm"
+    expect_rc 0
+    "$PY" - "$D/out" <<'PY' || fail "screener JSON check failed (see above)"
+import json, sys
+o = json.loads(open(sys.argv[1], encoding="utf-8").read())
+assert o["graph"]["inputs"] == [{"name": "x", "channels": 3, "height": 32, "width": 32}], o
+assert o["graph"]["nodes"] == 7 and o["graph"]["gflop"] > 0, o["graph"]
+assert o["metadata"] is None and o["scan"]["ready"] is False, o
+assert "meta_format=1" in o["scan"]["reason"], o["scan"]
+assert dict(o["meta"])["name"] == "screener", o["meta"]
+PY
+    # invalid meta format 1 metadata makes the model invalid: exit 4, naming the key and value
+    run model info "$D/badmeta.msm"
+    expect_rc 4
+    out_empty
+    err_has "medscreen: $D/badmeta.msm: meta line 5: input_size=16x13: the graph input 'x' is 16x12 (HxW)"
     # one flipped byte: the CRC catches it; a model that cannot be read is fatal (4)
     cp "$D/m.msm" "$D/bad.msm"
     printf '\x55' | dd of="$D/bad.msm" bs=1 seek=200 conv=notrunc 2>/dev/null
@@ -514,6 +612,10 @@ meta = dict(o["meta"])
 assert meta["source"] == "onnx" and meta["onnx_opset"] == "13", meta
 assert meta["producer"].startswith("pytorch"), meta
 assert meta["name"] == "fcn test" and meta["licence"] == "MIT" and meta["task"] == "screen", meta
+assert meta["meta_format"] == "1", meta  # convert writes meta format 1
+m = o["metadata"]
+assert m["onnx_opset"] == 13 and m["source"] == "onnx" and m["name"] == "fcn test", m
+assert o["scan"]["ready"] is False and "lacks version" in o["scan"]["reason"], o["scan"]
 names = [t["name"] for t in o["tensors"]]
 assert "graph" in names and "meta" in names, names
 assert "conv1/Conv.weight" in names and "conv1/Conv.bias" in names, names
@@ -552,6 +654,45 @@ PY
     run convert "$G/fcn/model.onnx" -o "$D/x.msm" --meta source=me
     expect_rc 4
     err_has "set by the importer"
+    # metadata is checked against the imported graph before anything is written: exit 4, the
+    # key and the value named, no file
+    for bad in "input_size=48x41|input_size=48x41: the graph input 'input' is 48x40 (HxW)" \
+               "output_map=nope|output_map=nope: the graph has no output named 'nope'" \
+               "norm_men=0|unknown key 'norm_men'" \
+               "version=1|version=1: expected MAJOR.MINOR" \
+               "operating_points=a:2|threshold '2' is not a probability" \
+               "modalities=cr|'cr' is not a DICOM code string" \
+               "meta_format=2|meta_format=2: newer than this medscreen reads (1)"; do
+        run convert "$G/fcn/model.onnx" -o "$D/x.msm" --meta "${bad%%|*}"
+        expect_rc 4
+        err_has "medscreen: $D/x.msm: meta line "
+        err_has "${bad#*|}"
+        err_prefixed
+        [ ! -e "$D/x.msm" ] || fail "convert wrote a model with bad metadata (${bad%%|*})"
+    done
+    # --meta replaces a --meta-file line with the same key; -v says what scan still needs
+    run -v convert "$G/fcn/model.onnx" -o "$D/fcn2.msm" --meta-file "$D/meta.txt" \
+        --meta "name=other name"
+    expect_rc 0
+    err_has "medscreen: warning: $D/fcn2.msm: not usable by scan: metadata lacks version, task,"
+    run model info --json "$D/fcn2.msm"
+    "$PY" -c 'import json,sys; o = json.load(open(sys.argv[1])); n = [v for k, v in o["meta"] if k == "name"]; assert n == ["other name"], n' \
+        "$D/out" || fail "--meta did not replace the --meta-file line"
+    # everything scan needs: a score output (resnet: softmax over 3 classes, 3x1x1)
+    printf '%s\n' meta_format=1 "name=resnet demo" version=0.1.0 task=screen input_size=64x64 \
+        input_channels=3 resize=crop norm_mean=0.5 norm_std=0.25 window=auto \
+        output_score=output score_channel=2 score_kind=probability \
+        operating_points=sens90:0.31,spec90:0.62 default_operating_point=spec90 modalities=any \
+        body_parts=CHEST >"$D/card.txt"
+    run -v convert "$G/resnet/model.onnx" -o "$D/resnet.msm" --meta-file "$D/card.txt"
+    expect_rc 0
+    ! grep -q "not usable by scan" "$D/err" || fail "a complete card was reported incomplete"
+    run model info --json "$D/resnet.msm"
+    expect_rc 0
+    "$PY" -c 'import json,sys; o = json.load(open(sys.argv[1])); m = o["metadata"]; assert o["scan"]["ready"] is True and m["operating_points"] == {"sens90": 0.31, "spec90": 0.62} and m["modalities"] == ["any"] and m["score_channel"] == 2 and m["window"]["kind"] == "auto" and m["meta_format"] == 1, o' \
+        "$D/out" || fail "scan-ready conversion check failed"
+    "$PY" -c 'import json,sys; o = json.load(open(sys.argv[1])); n = [k for k, v in o["meta"] if k == "meta_format"]; assert n == ["meta_format"], n' \
+        "$D/out" || fail "a meta_format line in the card was doubled"
     run help convert
     expect_rc 0
     out_has "Usage: medscreen convert"
