@@ -48,6 +48,9 @@ uint32_t ms_net_node_count(const ms_net *net);
 const char *ms_net_node_name(const ms_net *net, uint32_t index);
 const char *ms_net_node_op(const ms_net *net, uint32_t index);
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index);
+/* How a default session computes node i: "winograd" for convolutions on the Winograd fast
+ * path, "direct" for everything else. Out of range: NULL. */
+const char *ms_net_node_impl(const ms_net *net, uint32_t index);
 /* The value of key in the `meta` tensor's key=value lines (the first line with that key;
  * lines without '=' are ignored); NULL when absent or when the model has no meta. The
  * string lives as long as net. */

@@ -665,6 +665,29 @@ static ms_status parse_meta(ms_net *net, const ms_msm_tensor *meta, ms_err *err)
     return ms_model_meta_parse(meta->data, meta->count, net, net->name, &net->meta, err);
 }
 
+/* Transforms the weights of every convolution where Winograd was measured faster, once: the
+ * net is shared read-only by all sessions. Costs 36/9 = 4x those layers' weight memory. */
+static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
+    for (uint32_t i = 0; i < net->node_count; i++) {
+        net_node *nd = &net->nodes[i];
+        if (nd->op != OP_CONV2D) continue;
+        const net_value *in = &net->values[net->in_idx[nd->in_first]];
+        if (!ms_conv2d_winograd_worthwhile(&nd->conv, in->h, in->w)) continue;
+        size_t n = ms_conv2d_winograd_weight_floats(&nd->conv), bytes;
+        size_t ws = ms_conv2d_winograd_workspace(&nd->conv, in->h, in->w);
+        if (n == SIZE_MAX || ws == SIZE_MAX || !ms_mul_size(n, sizeof(float), &bytes))
+            return ms_fail(err, MS_EOVERFLOW, "%s: node '%s': Winograd weights overflow",
+                           net->name, nd->name);
+        if ((nd->wino_u = ms_malloc(bytes)) == NULL)
+            return ms_fail(err, MS_ENOMEM, "%s: node '%s': cannot allocate %zu bytes of "
+                           "Winograd weights", net->name, nd->name, bytes);
+        ms_conv2d_winograd_weights(&nd->conv, nd->weight, nd->wino_u);
+        nd->wino_workspace = ws;
+        if (ws > net->workspace) net->workspace = ws;
+    }
+    return MS_OK;
+}
+
 ms_status ms_net_from_msm(ms_msm *m, const char *name, ms_net **out, ms_err *err) {
     if (m == NULL || out == NULL) return ms_fail(err, MS_EINVAL, "ms_net_from_msm: NULL argument");
     if (name == NULL) name = "<model>";
@@ -710,6 +733,7 @@ ms_status ms_net_from_msm(ms_msm *m, const char *name, ms_net **out, ms_err *err
     const ms_msm_tensor *meta = ms_msm_find(m, "meta");
     if (meta != NULL && meta->dtype == MS_DTYPE_U8 && (st = parse_meta(net, meta, err)) != MS_OK)
         goto fail;
+    if ((st = prepare_fast_paths(net, err)) != MS_OK) goto fail;
     strmap_free(&c.values);
     strmap_free(&c.node_names);
     strmap_free(&c.tensors);
@@ -735,6 +759,8 @@ ms_status ms_net_load(const char *path, const ms_limits *lim, ms_net **out, ms_e
 
 void ms_net_destroy(ms_net *net) {
     if (net == NULL) return;
+    for (uint32_t i = 0; net->nodes != NULL && i < net->node_count; i++)
+        ms_free(net->nodes[i].wino_u);
     ms_msm_destroy(net->msm);
     ms_free(net->name);
     ms_free(net->text);
@@ -787,6 +813,11 @@ const char *ms_net_node_name(const ms_net *net, uint32_t index) {
 
 const char *ms_net_node_op(const ms_net *net, uint32_t index) {
     return index < net->node_count ? k_ops[net->nodes[index].op].name : NULL;
+}
+
+const char *ms_net_node_impl(const ms_net *net, uint32_t index) {
+    if (index >= net->node_count) return NULL;
+    return net->nodes[index].wino_u != NULL ? "winograd" : "direct";
 }
 
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index) {

@@ -47,6 +47,8 @@ typedef struct net_node {
     int32_t fc_out;
     const float *weight, *bias, *mean, *var;
     size_t workspace; /* floats (conv2d) */
+    float *wino_u;    /* conv2d: Winograd-transformed weights where that path pays (net-owned) */
+    size_t wino_workspace; /* floats */
 } net_node;
 
 struct ms_net {
@@ -61,7 +63,7 @@ struct ms_net {
     uint32_t in_idx_count;
     uint32_t *inputs, input_count;
     uint32_t *outputs, output_count;
-    size_t workspace; /* max over conv2d nodes, floats */
+    size_t workspace; /* max over conv2d nodes and both paths, floats */
     ms_model_meta *meta; /* the `meta` tensor parsed and checked (meta.c); NULL without one */
 };
 

@@ -262,7 +262,12 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
         ms_status st = MS_OK;
         const double t0 = s->node_seconds ? now_seconds() : 0.0;
         switch (nd->op) {
-        case OP_CONV2D: ms_conv2d_forward(&nd->conv, in, nd->weight, nd->bias, out, s->ws); break;
+        case OP_CONV2D:
+            if (nd->wino_u != NULL && !s->direct_only)
+                ms_conv2d_winograd_forward(&nd->conv, in, nd->wino_u, nd->bias, out, s->ws);
+            else
+                ms_conv2d_forward(&nd->conv, in, nd->weight, nd->bias, out, s->ws);
+            break;
         case OP_BATCHNORM:
             copy_if_needed(in, out);
             ms_batchnorm_forward(out, nd->weight, nd->bias, nd->mean, nd->var, nd->eps);

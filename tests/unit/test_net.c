@@ -92,7 +92,10 @@ static ms_session *run1(const char *graph, const wt *ts, int nts, int32_t n, con
     ms_err err = {0};
     if (make_net(graph, ts, nts, NULL, net, &err) != MS_OK) fail_msg("load: %s", err.msg);
     ms_session *s = NULL;
-    if (ms_session_create(*net, n, &s, &err) != MS_OK) fail_msg("session: %s", err.msg);
+    /* direct_only: the references below are direct ms_conv2d_forward calls, compared bit for
+     * bit; test_chain checks the fast paths separately */
+    const ms_session_options opt = {n, 1, true};
+    if (ms_session_create_opts(*net, &opt, &s, &err) != MS_OK) fail_msg("session: %s", err.msg);
     if (ms_session_run(s, in, &err) != MS_OK) fail_msg("run: %s", err.msg);
     assert_int_equal(ms_session_output(s, 0, out), MS_OK);
     return s;
@@ -381,6 +384,29 @@ static void test_chain(void **state) {
     ms_fc_forward(&th, 4, ch.fw, ch.fb, &tj);
     ms_softmax_channels(&tj);
     expect_same(&o, j, NB, 4, 1, 1);
+    /* the default session takes the fast paths where they pay: within the fast-path bound
+     * of 1e-4 of the largest value */
+    {
+        uint32_t wino = 0;
+        for (uint32_t i = 0; i < ms_net_node_count(net); i++)
+            wino += strcmp(ms_net_node_impl(net, i), "winograd") == 0;
+        assert_null(ms_net_node_impl(net, ms_net_node_count(net)));
+        print_message("chain: %u node(s) on the Winograd path\n", wino);
+        ms_session *fast = NULL;
+        assert_int_equal(ms_session_create(net, NB, &fast, NULL), MS_OK);
+        assert_int_equal(ms_session_run(fast, x, NULL), MS_OK);
+        ms_tensor of;
+        assert_int_equal(ms_session_output(fast, 0, &of), MS_OK);
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < NB * 4; i++) {
+            double diff = fabs((double)of.data[i] - (double)j[i]);
+            if (diff > worst) worst = diff;
+            if (fabs((double)j[i]) > scale) scale = fabs((double)j[i]);
+        }
+        print_message("chain: fast paths vs direct: max|diff|/max|ref| %.3g\n", worst / scale);
+        assert_true(worst <= 1e-4 * scale);
+        ms_session_destroy(fast);
+    }
     /* liveness sharing: the arena is smaller than the sum of all values */
     size_t sum = 0;
     size_t per[] = {CI, 8 * 256, 8 * 256, 8 * 256, 8 * 64, 8 * 64, 8 * 64, 6 * 64, 6, 6, 4, 4};
