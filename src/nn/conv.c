@@ -266,10 +266,9 @@ static void conv_depthwise(const ms_conv2d *p, const conv_plan *pl, const float 
 /* First layer: one input channel, 3x3, stride 1, dilation 1. For each output row and chunk of
  * FIRST_CHUNK columns, the three input rows it reads are copied once, with the padding's
  * zeros, so the loop over output channels is branch-free and vectorises over columns. */
-MS_NN_INLINE void first3x3_body(const ms_conv2d *p, const conv_plan *pl,
-                                const float *restrict src, int32_t in_h, int32_t in_w,
-                                const float *restrict weight, const float *restrict bias,
-                                float *restrict dst) {
+MS_NN_INLINE void first3x3_body(const ms_conv2d *p, const conv_plan *pl, const float *restrict src,
+                                int32_t in_h, int32_t in_w, const float *restrict weight,
+                                const float *restrict bias, float *restrict dst) {
     float rows[3][FIRST_CHUNK + 2];
     const int32_t oh = pl->out_h, ow = pl->out_w;
     const size_t plane_out = pl->plane_out;
@@ -318,9 +317,8 @@ MS_NN_INLINE void first3x3_body(const ms_conv2d *p, const conv_plan *pl,
         }
 }
 
-static void conv_first3x3(const ms_conv2d *p, const conv_plan *pl, const float *src,
-                          int32_t in_h, int32_t in_w, const float *weight, const float *bias,
-                          float *dst) {
+static void conv_first3x3(const ms_conv2d *p, const conv_plan *pl, const float *src, int32_t in_h,
+                          int32_t in_w, const float *weight, const float *bias, float *dst) {
     first3x3_body(p, pl, src, in_h, in_w, weight, bias, dst);
 }
 

@@ -176,11 +176,10 @@ void ms_conv2d_winograd_weights(const ms_conv2d *p, const float *weight, float *
 
 /* v_k[i] = (B^T (d_0[i], ..., d_5[i]))_k for i < n. The inputs may overlap (they are only
  * read). */
-MS_NN_INLINE void bt6(const float *restrict d0, const float *restrict d1,
-                      const float *restrict d2, const float *restrict d3,
-                      const float *restrict d4, const float *restrict d5, float *restrict v0,
-                      float *restrict v1, float *restrict v2, float *restrict v3,
-                      float *restrict v4, float *restrict v5, size_t n) {
+MS_NN_INLINE void bt6(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                      const float *restrict d3, const float *restrict d4, const float *restrict d5,
+                      float *restrict v0, float *restrict v1, float *restrict v2,
+                      float *restrict v3, float *restrict v4, float *restrict v5, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const float a = d4[i] - 4.0f * d2[i], b = d3[i] - 4.0f * d1[i];
         const float c = d4[i] - d2[i], e = 2.0f * (d3[i] - d1[i]);
@@ -242,8 +241,8 @@ MS_NN_INLINE void input_row(const float *restrict src, int32_t in_h, int32_t in_
     for (size_t r = 0; r < 4; r++) /* vertical */
         bt6(ph + r * nt, ph + w4 + r * nt, ph + 2 * w4 + r * nt, ph + 3 * w4 + r * nt,
             ph + 4 * w4 + r * nt, ph + 5 * w4 + r * nt, td + r * nt, td + w4 + r * nt,
-            td + 2 * w4 + r * nt, td + 3 * w4 + r * nt, td + 4 * w4 + r * nt,
-            td + 5 * w4 + r * nt, nt);
+            td + 2 * w4 + r * nt, td + 3 * w4 + r * nt, td + 4 * w4 + r * nt, td + 5 * w4 + r * nt,
+            nt);
     for (size_t k = 0; k < 6; k++) { /* horizontal */
         const float *q = td + k * w4;
         float *v = dst + 6 * k * estride;
@@ -254,9 +253,8 @@ MS_NN_INLINE void input_row(const float *restrict src, int32_t in_h, int32_t in_
 
 /* The input transform of one block: tiles [b0, b0 + nb) in raster order, every channel;
  * V_e goes to slot e + 1 as [in_c][nb]. The block is walked as runs of one tile row. */
-MS_NN_INLINE void input_block_body(const ms_conv2d *p, const float *img, int32_t in_h,
-                                   int32_t in_w, size_t b0, size_t nb, const wino_plan *pl,
-                                   float *ws) {
+MS_NN_INLINE void input_block_body(const ms_conv2d *p, const float *img, int32_t in_h, int32_t in_w,
+                                   size_t b0, size_t nb, const wino_plan *pl, float *ws) {
     const size_t plane = (size_t)in_h * (size_t)in_w, tx_n = (size_t)pl->tiles_x;
     float *ph = ws + SLOTS * pl->slot, *td = ph + 24 * ((size_t)pl->seg + 1);
     for (int32_t c = 0; c < p->in_c; c++)
@@ -277,10 +275,10 @@ MS_NN_INLINE void input_block_body(const ms_conv2d *p, const float *img, int32_t
  *       [0 1 -1 8 -8 1] */
 
 /* o_q[i] = (A^T (m_0[i], ..., m_5[i]))_q for i < n. */
-MS_NN_INLINE void at6(const float *restrict m0, const float *restrict m1,
-                      const float *restrict m2, const float *restrict m3,
-                      const float *restrict m4, const float *restrict m5, float *restrict o0,
-                      float *restrict o1, float *restrict o2, float *restrict o3, size_t n) {
+MS_NN_INLINE void at6(const float *restrict m0, const float *restrict m1, const float *restrict m2,
+                      const float *restrict m3, const float *restrict m4, const float *restrict m5,
+                      float *restrict o0, float *restrict o1, float *restrict o2,
+                      float *restrict o3, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const float a = m1[i] + m2[i], b = m1[i] - m2[i];
         const float c = m3[i] + m4[i], d = m3[i] - m4[i];
@@ -344,8 +342,8 @@ MS_NN_INLINE void output_row(const float *src, size_t estride, int32_t n, float 
 }
 
 /* The output transform of one block: M_e in slot e as [out_c][nb]. */
-MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float *oimg,
-                                    size_t b0, size_t nb, const wino_plan *pl, float *ws) {
+MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float *oimg, size_t b0,
+                                    size_t nb, const wino_plan *pl, float *ws) {
     const size_t ow = (size_t)pl->out_w, plane = (size_t)pl->out_h * ow;
     const size_t tx_n = (size_t)pl->tiles_x;
     float *wv = ws + SLOTS * pl->slot, *ob = wv + 24 * (size_t)pl->seg;
@@ -371,13 +369,13 @@ MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float
         }
 }
 
-static void input_block(const ms_conv2d *p, const float *img, int32_t in_h, int32_t in_w,
-                        size_t b0, size_t nb, const wino_plan *pl, float *ws) {
+static void input_block(const ms_conv2d *p, const float *img, int32_t in_h, int32_t in_w, size_t b0,
+                        size_t nb, const wino_plan *pl, float *ws) {
     input_block_body(p, img, in_h, in_w, b0, nb, pl, ws);
 }
 
-static void output_block(const ms_conv2d *p, const float *bias, float *oimg, size_t b0,
-                         size_t nb, const wino_plan *pl, float *ws) {
+static void output_block(const ms_conv2d *p, const float *bias, float *oimg, size_t b0, size_t nb,
+                         const wino_plan *pl, float *ws) {
     output_block_body(p, bias, oimg, b0, nb, pl, ws);
 }
 
@@ -388,9 +386,9 @@ MS_NN_TARGET_AVX2 static void input_block_avx2(const ms_conv2d *p, const float *
     input_block_body(p, img, in_h, in_w, b0, nb, pl, ws);
 }
 
-MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float *bias,
-                                                float *oimg, size_t b0, size_t nb,
-                                                const wino_plan *pl, float *ws) {
+MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float *bias, float *oimg,
+                                                size_t b0, size_t nb, const wino_plan *pl,
+                                                float *ws) {
     output_block_body(p, bias, oimg, b0, nb, pl, ws);
 }
 #endif

@@ -117,9 +117,10 @@ int main(int argc, char **argv) {
                "\"threads\":%d,\"cpu\":\"%s\",\"openblas\":\"%s\"}\n",
                L->name, L->in_c, L->in_hw, L->in_hw, L->out_c, oh, ow, L->k, L->stride,
                L->in_c == 1 && L->k == 3 && L->stride == 1 ? "first3x3"
-               : ws                                         ? "im2col"
-                                                            : "pointwise", (double)ws * 4.0 / 1048576.0, runs, med, p90, gflop,
-               gflop / (med / 1e3), nthreads, cpu, blas ? blas : "unknown");
+               : ws                                        ? "im2col"
+                                                           : "pointwise",
+               (double)ws * 4.0 / 1048576.0, runs, med, p90, gflop, gflop / (med / 1e3), nthreads,
+               cpu, blas ? blas : "unknown");
         free(in);
         free(out);
         free(w);

@@ -113,8 +113,8 @@ int main(int argc, char **argv) {
         const int nthreads = openblas_get_num_threads();
         for (int li = 0; li < N_LAYERS; li++) {
             const layer *L = &layers[li];
-            const ms_conv2d p = {L->in_c, L->out_c, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                 MS_ACT_RELU, 0.0f};
+            const ms_conv2d p = {L->in_c, L->out_c, 3, 3, 1, 1,           1,   1,
+                                 1,       1,        1, 1, 1, MS_ACT_RELU, 0.0f};
             int32_t oh, ow;
             ms_err err = {0};
             if (ms_conv2d_shape(&p, L->hw, L->hw, &oh, &ow, &err) != MS_OK) {
@@ -127,7 +127,8 @@ int main(int argc, char **argv) {
             const size_t ws_gen = ms_conv2d_workspace(&p, L->hw, L->hw);
             const size_t ws_wino = ms_conv2d_winograd_workspace(&p, L->hw, L->hw);
             const size_t n_u = ms_conv2d_winograd_weight_floats(&p);
-            float *in = alloc_floats(n_in), *w = alloc_floats(n_w), *b = alloc_floats((size_t)L->out_c);
+            float *in = alloc_floats(n_in), *w = alloc_floats(n_w),
+                  *b = alloc_floats((size_t)L->out_c);
             float *u = alloc_floats(n_u), *ws = alloc_floats(ws_gen > ws_wino ? ws_gen : ws_wino);
             float *out[N_METHODS];
             for (int m = 0; m < N_METHODS; m++) out[m] = alloc_floats(n_out);
@@ -165,8 +166,8 @@ int main(int argc, char **argv) {
                        L->net, L->name, method_names[m], L->in_c, L->hw, L->hw, L->out_c, oh, ow,
                        runs, med, p90, gflop, gflop / (med / 1e3), base / med,
                        rel_diff(out[m], out[M_IM2COL], n_out),
-                       ms_conv2d_winograd_worthwhile(&p, L->hw, L->hw) ? "true" : "false",
-                       nthreads, cpu, blas ? blas : "unknown");
+                       ms_conv2d_winograd_worthwhile(&p, L->hw, L->hw) ? "true" : "false", nthreads,
+                       cpu, blas ? blas : "unknown");
             }
             fflush(stdout);
             free(in);

@@ -164,8 +164,8 @@ static void conv_ref(const ms_conv2d *p, int32_t batch, int32_t in_h, int32_t in
                     for (int32_t ic = 0; ic < p->in_c; ic++) {
                         const float *x = in + ((size_t)b * (size_t)p->in_c + (size_t)ic) *
                                                   (size_t)in_h * (size_t)in_w;
-                        const float *k =
-                            w + ((size_t)oc * (size_t)p->in_c + (size_t)ic) * (size_t)(p->kh * p->kw);
+                        const float *k = w + ((size_t)oc * (size_t)p->in_c + (size_t)ic) *
+                                                 (size_t)(p->kh * p->kw);
                         for (int32_t ky = 0; ky < p->kh; ky++) {
                             const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
                             if (iy < 0 || iy >= in_h) continue;
@@ -244,7 +244,7 @@ static void run_wino(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, in
     /* sigmoid and tanh flatten large outputs, so their error relative to the largest output
      * (at most 1) is the pre-activation's error times its scale; shown apart */
     record(p->act == MS_ACT_SIGMOID || p->act == MS_ACT_TANH ? "  of which sigmoid/tanh"
-                                                              : "  of which other acts",
+                                                             : "  of which other acts",
            e);
     if (!(e <= TOL_WINO)) fail_msg("%s: %s: error %.3g > %.0e", ref_group, what, e, TOL_WINO);
 
@@ -257,7 +257,8 @@ static void run_wino(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, in
         gbuf_check(&go2, "im2col output");
         const double e2 = rel_err_f(out, out2, n_out);
         record(im2col_group, e2);
-        if (!(e2 <= TOL_WINO)) fail_msg("%s: %s: error %.3g > %.0e", im2col_group, what, e2, TOL_WINO);
+        if (!(e2 <= TOL_WINO))
+            fail_msg("%s: %s: error %.3g > %.0e", im2col_group, what, e2, TOL_WINO);
         gbuf_free(&go2);
         gbuf_free(&gws2);
     }
@@ -387,7 +388,8 @@ static void test_winograd_catches_errors(void **state) {
     rng r = {5};
     const ms_conv2d p = conv3x3(3, 4, 1, 1, 1, 1, MS_ACT_NONE);
     const int32_t h = 11, w_ = 9;
-    const size_t n_in = 3 * (size_t)h * (size_t)w_, n_w = 4 * 3 * 9, n_out = 4 * (size_t)h * (size_t)w_;
+    const size_t n_in = 3 * (size_t)h * (size_t)w_, n_w = 4 * 3 * 9,
+                 n_out = 4 * (size_t)h * (size_t)w_;
     const size_t n_u = ms_conv2d_winograd_weight_floats(&p);
     const size_t n_ws = ms_conv2d_winograd_workspace(&p, h, w_);
     float *in = xmalloc(n_in * sizeof *in), *w = xmalloc(n_w * sizeof *w);
@@ -489,14 +491,13 @@ static void test_winograd_golden(void **state) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *dir = cases[c];
         const bool fold = strstr(dir, "bnfold") != NULL;
-        ms_conv2d p = conv3x3((int32_t)param(dir, "in_c"), (int32_t)param(dir, "out_c"),
-                              (int32_t)param(dir, "pad_t"), (int32_t)param(dir, "pad_l"),
-                              (int32_t)param(dir, "pad_b"), (int32_t)param(dir, "pad_r"),
-                              MS_ACT_RELU);
-        assert_true(param(dir, "kh") == 3 && param(dir, "kw") == 3 &&
-                    param(dir, "stride_h") == 1 && param(dir, "stride_w") == 1 &&
-                    param(dir, "dil_h") == 1 && param(dir, "dil_w") == 1 &&
-                    param(dir, "groups") == 1);
+        ms_conv2d p =
+            conv3x3((int32_t)param(dir, "in_c"), (int32_t)param(dir, "out_c"),
+                    (int32_t)param(dir, "pad_t"), (int32_t)param(dir, "pad_l"),
+                    (int32_t)param(dir, "pad_b"), (int32_t)param(dir, "pad_r"), MS_ACT_RELU);
+        assert_true(param(dir, "kh") == 3 && param(dir, "kw") == 3 && param(dir, "stride_h") == 1 &&
+                    param(dir, "stride_w") == 1 && param(dir, "dil_h") == 1 &&
+                    param(dir, "dil_w") == 1 && param(dir, "groups") == 1);
         ms_npy *x = load_npy(dir, "input"), *wt = load_npy(dir, "weight");
         ms_npy *b = load_npy(dir, "bias"), *ref = load_npy(dir, "output");
         assert_int_equal(x->ndim, 4);
@@ -550,13 +551,13 @@ static void test_winograd_api(void **state) {
     assert_true(ms_conv2d_winograd_ok(&p));
 
     const ms_conv2d bad[] = {
-        {16, 32, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0}, /* stride */
-        {16, 32, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0}, /* dilation */
-        {16, 32, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, MS_ACT_NONE, 0}, /* kernel */
-        {16, 32, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, MS_ACT_NONE, 0}, /* kernel */
-        {16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, MS_ACT_NONE, 0}, /* groups */
+        {16, 32, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0},  /* stride */
+        {16, 32, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0},  /* dilation */
+        {16, 32, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, MS_ACT_NONE, 0},  /* kernel */
+        {16, 32, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, MS_ACT_NONE, 0},  /* kernel */
+        {16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, MS_ACT_NONE, 0},  /* groups */
         {16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, MS_ACT_NONE, 0}, /* depthwise */
-        {0, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0},  /* invalid */
+        {0, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, MS_ACT_NONE, 0},   /* invalid */
         {16, 32, 3, 3, 1, 1, 1, 1, -1, 1, 1, 1, 1, MS_ACT_NONE, 0}, /* invalid */
         {16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, (ms_act)42, 0},   /* invalid */
     };
@@ -665,9 +666,8 @@ static void test_first3x3(void **state) {
             int k = cases % 8;
             while (h + pads[k][0] + pads[k][2] < 3 || w + pads[k][1] + pads[k][3] < 3)
                 k = (k + 1) % 8;
-            const ms_conv2d p =
-                conv3x3(1, outs[oi], pads[k][0], pads[k][1], pads[k][2], pads[k][3],
-                        (ms_act)(cases % 7));
+            const ms_conv2d p = conv3x3(1, outs[oi], pads[k][0], pads[k][1], pads[k][2], pads[k][3],
+                                        (ms_act)(cases % 7));
             run_first(&r, &p, cases % 5 == 0 ? 2 : 1, h, w, cases % 3 != 0);
             cases++;
         }
