@@ -8,6 +8,7 @@
 #ifndef MEDSCREEN_NN_H
 #define MEDSCREEN_NN_H
 
+#include "medscreen/core.h"
 #include "medscreen/medscreen.h"
 
 #ifdef __cplusplus
@@ -67,6 +68,13 @@ size_t ms_conv2d_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 void ms_conv2d_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
                        const float *bias, ms_tensor *out, float *workspace);
 
+/* The same on the threads of pool (NULL: the caller's only). The work is split into tasks
+ * fixed by the shapes alone, so every thread count gives bit-identical outputs. workspace
+ * holds one slot of ms_conv2d_workspace() floats per pool thread, ws_stride floats apart. */
+void ms_conv2d_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *weight,
+                            const float *bias, ms_tensor *out, float *workspace, size_t ws_stride,
+                            ms_pool *pool);
+
 /* ---- 2-D convolution by Winograd F(4x4, 3x3) ----
  * A faster path for 3x3 convolutions with stride 1, dilation 1 and one group (any padding,
  * channel counts and input size): about 4x fewer multiplications than ms_conv2d_forward, and
@@ -105,6 +113,11 @@ size_t ms_conv2d_winograd_workspace(const ms_conv2d *p, int32_t in_h, int32_t in
  * workspace: ms_conv2d_winograd_workspace() floats. */
 void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
                                 const float *bias, ms_tensor *out, float *workspace);
+/* The same on the threads of pool, as ms_conv2d_forward_pool: tasks are blocks of tiles,
+ * fixed by the shapes; one workspace slot per thread, ws_stride floats apart. */
+void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                     const float *bias, ms_tensor *out, float *workspace,
+                                     size_t ws_stride, ms_pool *pool);
 
 /* ---- batch normalisation (inference) ---- */
 /* Folds y = gamma (x - mean) / sqrt(var + eps) + beta into the preceding convolution:

@@ -264,9 +264,11 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
         switch (nd->op) {
         case OP_CONV2D:
             if (nd->wino_u != NULL && !s->direct_only)
-                ms_conv2d_winograd_forward(&nd->conv, in, nd->wino_u, nd->bias, out, s->ws);
+                ms_conv2d_winograd_forward_pool(&nd->conv, in, nd->wino_u, nd->bias, out, s->ws,
+                                                s->ws_slot, s->pool);
             else
-                ms_conv2d_forward(&nd->conv, in, nd->weight, nd->bias, out, s->ws);
+                ms_conv2d_forward_pool(&nd->conv, in, nd->weight, nd->bias, out, s->ws,
+                                       s->ws_slot, s->pool);
             break;
         case OP_BATCHNORM:
             copy_if_needed(in, out);

@@ -12,7 +12,7 @@
  *     the reference network at 512x512 (Xeon, OpenBLAS 0.3.21 SkylakeX kernels, 1 thread):
  *     103-125 ms with the whole [K][out_h*out_w] matrix (72 MiB for 32->32 at 256x256),
  *     70-100 ms banded (medians of 20 runs on a shared 2-core VM).
- * Bias and activation are applied in one pass over the output after the product. */
+ * Bias and activation are applied in one pass over each task's output after its product. */
 #include <assert.h>
 #include <cblas.h>
 #include <limits.h>
@@ -268,11 +268,12 @@ static void conv_depthwise(const ms_conv2d *p, const conv_plan *pl, const float 
  * zeros, so the loop over output channels is branch-free and vectorises over columns. */
 MS_NN_INLINE void first3x3_body(const ms_conv2d *p, const conv_plan *pl, const float *restrict src,
                                 int32_t in_h, int32_t in_w, const float *restrict weight,
-                                const float *restrict bias, float *restrict dst) {
+                                const float *restrict bias, float *restrict dst, int32_t oy0,
+                                int32_t oy1) {
     float rows[3][FIRST_CHUNK + 2];
-    const int32_t oh = pl->out_h, ow = pl->out_w;
+    const int32_t ow = pl->out_w;
     const size_t plane_out = pl->plane_out;
-    for (int32_t oy = 0; oy < oh; oy++)
+    for (int32_t oy = oy0; oy < oy1; oy++)
         for (int32_t x0 = 0; x0 < ow; x0 += FIRST_CHUNK) {
             const int32_t n = ow - x0 < FIRST_CHUNK ? ow - x0 : FIRST_CHUNK;
             const int64_t ix0 = (int64_t)x0 - p->pad_l, width = (int64_t)n + 2;
@@ -318,92 +319,183 @@ MS_NN_INLINE void first3x3_body(const ms_conv2d *p, const conv_plan *pl, const f
 }
 
 static void conv_first3x3(const ms_conv2d *p, const conv_plan *pl, const float *src, int32_t in_h,
-                          int32_t in_w, const float *weight, const float *bias, float *dst) {
-    first3x3_body(p, pl, src, in_h, in_w, weight, bias, dst);
+                          int32_t in_w, const float *weight, const float *bias, float *dst,
+                          int32_t oy0, int32_t oy1) {
+    first3x3_body(p, pl, src, in_h, in_w, weight, bias, dst, oy0, oy1);
 }
 
 #ifdef MS_NN_X86_CLONES
 MS_NN_TARGET_AVX2 static void conv_first3x3_avx2(const ms_conv2d *p, const conv_plan *pl,
                                                  const float *src, int32_t in_h, int32_t in_w,
-                                                 const float *weight, const float *bias,
-                                                 float *dst) {
-    first3x3_body(p, pl, src, in_h, in_w, weight, bias, dst);
+                                                 const float *weight, const float *bias, float *dst,
+                                                 int32_t oy0, int32_t oy1) {
+    first3x3_body(p, pl, src, in_h, in_w, weight, bias, dst, oy0, oy1);
 }
 #endif
 
-static void conv_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
-                         const float *bias, ms_tensor *out, float *workspace, bool generic) {
+/* ---- the work as independent tasks ----
+ * A convolution splits into tasks that depend only on its shapes (never on the thread
+ * count), each writing its own part of the output with its own workspace slot: any number of
+ * threads computes the same bits. Per image: depthwise, one task per channel; first layer,
+ * FIRST_ROWS output rows; pointwise, POINTWISE_COLS output columns of a group; im2col, one
+ * band of a group, and when a layer has fewer than MIN_TASKS bands (deep layers on small
+ * maps, e.g. ResNet-18's 512 channels at 7x7 are one band) also a share of the output
+ * channels, each share filling the band's columns itself (the copy is cheap next to the
+ * product). */
+enum { FIRST_ROWS = 8, POINTWISE_COLS = 4096, MIN_TASKS = 4, MIN_SHARE = 32 };
+
+typedef struct conv_job {
+    const ms_conv2d *p;
     conv_plan pl;
-    if (conv_plan_make(p, in->h, in->w, &pl, NULL) != MS_OK) {
+    const ms_tensor *in;
+    const float *weight, *bias;
+    ms_tensor *out;
+    float *workspace;
+    size_t ws_stride; /* floats between workers' slots */
+    size_t per_group; /* tasks per image and group (im2col, pointwise) or per image */
+    int32_t bands, shares, share_rows;
+    bool avx2;
+} conv_job;
+
+static size_t ceil_div_size(size_t a, size_t b) { return a / b + (a % b != 0); }
+
+static void conv_job_init(conv_job *j) {
+    const conv_plan *pl = &j->pl;
+    const ms_conv2d *p = j->p;
+    j->shares = 1;
+    j->share_rows = p->out_c / p->groups;
+    switch (pl->path) {
+    case CONV_DEPTHWISE: j->per_group = (size_t)p->out_c; break;
+    case CONV_FIRST3X3: j->per_group = ceil_div_size((size_t)pl->out_h, FIRST_ROWS); break;
+    case CONV_POINTWISE: j->per_group = ceil_div_size(pl->plane_out, POINTWISE_COLS); break;
+    case CONV_IM2COL: {
+        const int32_t oc_g = p->out_c / p->groups;
+        j->bands = (int32_t)ceil_div_size((size_t)pl->out_h, (size_t)pl->band);
+        if ((size_t)j->bands * (size_t)p->groups < MIN_TASKS && oc_g >= 2 * MIN_SHARE) {
+            int32_t want = (MIN_TASKS + j->bands * p->groups - 1) / (j->bands * p->groups);
+            if (want > oc_g / MIN_SHARE) want = oc_g / MIN_SHARE;
+            j->share_rows = (oc_g + want - 1) / want;
+            j->shares = (oc_g + j->share_rows - 1) / j->share_rows;
+        }
+        j->per_group = (size_t)j->bands * (size_t)j->shares;
+        break;
+    }
+    }
+}
+
+static size_t conv_job_tasks(const conv_job *j) {
+    const size_t groups =
+        (j->pl.path == CONV_IM2COL || j->pl.path == CONV_POINTWISE) ? (size_t)j->p->groups : 1;
+    return (size_t)j->in->n * groups * j->per_group;
+}
+
+static void conv_task(void *ctx, size_t task, int32_t worker) {
+    const conv_job *j = ctx;
+    const ms_conv2d *p = j->p;
+    const conv_plan *pl = &j->pl;
+    const ms_tensor *in = j->in;
+    const int32_t ic_g = p->in_c / p->groups, oc_g = p->out_c / p->groups;
+    const size_t in_img = (size_t)p->in_c * pl->plane_in;
+    const size_t out_img = (size_t)p->out_c * pl->plane_out;
+    float *ws = j->workspace ? j->workspace + (size_t)worker * j->ws_stride : NULL;
+
+    if (pl->path == CONV_DEPTHWISE) {
+        const size_t n = task / j->per_group, c = task % j->per_group;
+        const size_t taps = (size_t)p->kh * (size_t)p->kw;
+        conv_depthwise(p, pl, in->data + n * in_img + c * pl->plane_in, in->h, in->w,
+                       j->weight + c * taps, j->bias ? j->bias[c] : 0.0f,
+                       j->out->data + n * out_img + c * pl->plane_out);
+        return;
+    }
+    if (pl->path == CONV_FIRST3X3) {
+        const size_t n = task / j->per_group;
+        const int32_t oy0 = (int32_t)(task % j->per_group) * FIRST_ROWS;
+        const int32_t oy1 = pl->out_h - oy0 > FIRST_ROWS ? oy0 + FIRST_ROWS : pl->out_h;
+        const float *img = in->data + n * in_img;
+        float *oimg = j->out->data + n * out_img;
+#ifdef MS_NN_X86_CLONES
+        if (j->avx2) {
+            conv_first3x3_avx2(p, pl, img, in->h, in->w, j->weight, j->bias, oimg, oy0, oy1);
+            return;
+        }
+#endif
+        conv_first3x3(p, pl, img, in->h, in->w, j->weight, j->bias, oimg, oy0, oy1);
+        return;
+    }
+
+    const size_t per_image = (size_t)p->groups * j->per_group;
+    const size_t n = task / per_image, g = task % per_image / j->per_group;
+    const size_t part = task % j->per_group;
+    const float *in_g = in->data + n * in_img + g * (size_t)ic_g * pl->plane_in;
+    const float *w_g = j->weight + g * (size_t)oc_g * pl->k;
+    float *out_g = j->out->data + n * out_img + g * (size_t)oc_g * pl->plane_out;
+    const float *b_g = j->bias ? j->bias + g * (size_t)oc_g : NULL;
+    const blasint nn = (blasint)pl->plane_out, kk = (blasint)pl->k;
+    size_t col0, cols;
+    int32_t m0 = 0, m1 = oc_g;
+    if (pl->path == CONV_POINTWISE) {
+        /* Row-major: out_g [oc_g x cols] = W_g [oc_g x K] * in_g[:, col0 .. col0 + cols] */
+        col0 = part * POINTWISE_COLS;
+        cols = pl->plane_out - col0 < POINTWISE_COLS ? pl->plane_out - col0 : POINTWISE_COLS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)oc_g, (blasint)cols, kk,
+                    1.0f, w_g, kk, in_g + col0, nn, 0.0f, out_g + col0, nn);
+    } else {
+        const int32_t band = (int32_t)(part / (size_t)j->shares);
+        const int32_t share = (int32_t)(part % (size_t)j->shares);
+        const int32_t r0 = band * pl->band;
+        const int32_t r1 = pl->out_h - r0 > pl->band ? r0 + pl->band : pl->out_h;
+        m0 = share * j->share_rows;
+        m1 = oc_g - m0 > j->share_rows ? m0 + j->share_rows : oc_g;
+        im2col(in_g, ic_g, in->h, in->w, p, pl, r0, r1, ws);
+        col0 = (size_t)r0 * (size_t)pl->out_w;
+        cols = (size_t)(r1 - r0) * (size_t)pl->out_w;
+        /* A band's columns are a block of out_g's columns (ldc = N). */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)(m1 - m0), (blasint)cols,
+                    kk, 1.0f, w_g + (size_t)m0 * pl->k, kk, ws, (blasint)cols, 0.0f,
+                    out_g + (size_t)m0 * pl->plane_out + col0, nn);
+    }
+    if (b_g != NULL || p->act != MS_ACT_NONE)
+        for (int32_t c = m0; c < m1; c++)
+            ms_nn_bias_act(out_g + (size_t)c * pl->plane_out + col0, cols, b_g ? b_g[c] : 0.0f,
+                           p->act, p->act_alpha);
+}
+
+static void conv_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
+                         const float *bias, ms_tensor *out, float *workspace, size_t ws_stride,
+                         ms_pool *pool, bool generic) {
+    conv_job j = {.p = p,
+                  .in = in,
+                  .weight = weight,
+                  .bias = bias,
+                  .out = out,
+                  .workspace = workspace,
+                  .ws_stride = ws_stride};
+    if (conv_plan_make(p, in->h, in->w, &j.pl, NULL) != MS_OK) {
         assert(0 && "ms_conv2d_forward: parameters that ms_conv2d_shape refuses");
         return;
     }
-    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == pl.out_h &&
-           out->w == pl.out_w);
-    if (generic && pl.path == CONV_FIRST3X3) pl.path = CONV_IM2COL; /* same workspace */
-    assert(pl.workspace == 0 || pl.path == CONV_FIRST3X3 || workspace != NULL);
-
-    const int32_t groups = p->groups;
-    const int32_t ic_g = p->in_c / groups, oc_g = p->out_c / groups;
-    const size_t in_img = (size_t)p->in_c * pl.plane_in;
-    const size_t out_img = (size_t)p->out_c * pl.plane_out;
-
-    for (int32_t n = 0; n < in->n; n++) {
-        const float *img = in->data + (size_t)n * in_img;
-        float *oimg = out->data + (size_t)n * out_img;
-
-        if (pl.path == CONV_DEPTHWISE) {
-            const size_t taps = (size_t)p->kh * (size_t)p->kw;
-            for (int32_t c = 0; c < p->out_c; c++)
-                conv_depthwise(p, &pl, img + (size_t)c * pl.plane_in, in->h, in->w,
-                               weight + (size_t)c * taps, bias ? bias[c] : 0.0f,
-                               oimg + (size_t)c * pl.plane_out);
-            continue;
-        }
-        if (pl.path == CONV_FIRST3X3) {
-#ifdef MS_NN_X86_CLONES
-            if (ms_nn_cpu_avx2_fma()) {
-                conv_first3x3_avx2(p, &pl, img, in->h, in->w, weight, bias, oimg);
-                continue;
-            }
-#endif
-            conv_first3x3(p, &pl, img, in->h, in->w, weight, bias, oimg);
-            continue;
-        }
-
-        for (int32_t g = 0; g < groups; g++) {
-            const float *in_g = img + (size_t)g * (size_t)ic_g * pl.plane_in;
-            const float *w_g = weight + (size_t)g * (size_t)oc_g * pl.k;
-            float *out_g = oimg + (size_t)g * (size_t)oc_g * pl.plane_out;
-            /* Row-major: out_g [oc_g x N] = W_g [oc_g x K] * cols [K x N]. */
-            const blasint m = (blasint)oc_g, nn = (blasint)pl.plane_out, kk = (blasint)pl.k;
-            if (pl.path == CONV_POINTWISE) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nn, kk, 1.0f, w_g, kk,
-                            in_g, nn, 0.0f, out_g, nn);
-                continue;
-            }
-            /* A band's columns are a block of out_g's columns (ldc = N). */
-            for (int32_t r0 = 0; r0 < pl.out_h; r0 += pl.band) {
-                const int32_t r1 = pl.out_h - r0 > pl.band ? r0 + pl.band : pl.out_h;
-                im2col(in_g, ic_g, in->h, in->w, p, &pl, r0, r1, workspace);
-                const blasint bn = (blasint)(r1 - r0) * (blasint)pl.out_w;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, bn, kk, 1.0f, w_g, kk,
-                            workspace, bn, 0.0f, out_g + (size_t)r0 * (size_t)pl.out_w, nn);
-            }
-        }
-        if (bias != NULL || p->act != MS_ACT_NONE)
-            for (int32_t c = 0; c < p->out_c; c++)
-                ms_nn_bias_act(oimg + (size_t)c * pl.plane_out, pl.plane_out, bias ? bias[c] : 0.0f,
-                               p->act, p->act_alpha);
-    }
+    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == j.pl.out_h &&
+           out->w == j.pl.out_w);
+    if (generic && j.pl.path == CONV_FIRST3X3) j.pl.path = CONV_IM2COL; /* same workspace */
+    assert(j.pl.workspace == 0 || j.pl.path == CONV_FIRST3X3 || workspace != NULL);
+    assert(ms_pool_threads(pool) == 1 || ws_stride >= j.pl.workspace);
+    j.avx2 = ms_nn_cpu_avx2_fma();
+    conv_job_init(&j);
+    ms_pool_run(pool, conv_job_tasks(&j), conv_task, &j);
 }
 
 void ms_conv2d_forward(const ms_conv2d *p, const ms_tensor *in, const float *weight,
                        const float *bias, ms_tensor *out, float *workspace) {
-    conv_forward(p, in, weight, bias, out, workspace, false);
+    conv_forward(p, in, weight, bias, out, workspace, 0, NULL, false);
+}
+
+void ms_conv2d_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *weight,
+                            const float *bias, ms_tensor *out, float *workspace, size_t ws_stride,
+                            ms_pool *pool) {
+    conv_forward(p, in, weight, bias, out, workspace, ws_stride, pool, false);
 }
 
 void ms_nn_conv2d_forward_generic(const ms_conv2d *p, const ms_tensor *in, const float *weight,
                                   const float *bias, ms_tensor *out, float *workspace) {
-    conv_forward(p, in, weight, bias, out, workspace, true);
+    conv_forward(p, in, weight, bias, out, workspace, 0, NULL, true);
 }

@@ -393,43 +393,67 @@ MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float 
 }
 #endif
 
-void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
-                                const float *bias, ms_tensor *out, float *workspace) {
+/* One task per block of tiles of one image: fixed by the shapes, so any number of threads
+ * computes the same bits; each task uses its worker's workspace slot. */
+typedef struct wino_job {
+    const ms_conv2d *p;
     wino_plan pl;
-    if (!plan_make(p, in->h, in->w, &pl)) {
+    const ms_tensor *in;
+    const float *u, *bias;
+    ms_tensor *out;
+    float *workspace;
+    size_t ws_stride, blocks;
+    void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, size_t, size_t,
+                  const wino_plan *, float *);
+    void (*out_fn)(const ms_conv2d *, const float *, float *, size_t, size_t, const wino_plan *,
+                   float *);
+} wino_job;
+
+static void wino_task(void *ctx, size_t task, int32_t worker) {
+    const wino_job *j = ctx;
+    const ms_conv2d *p = j->p;
+    const wino_plan *pl = &j->pl;
+    float *ws = j->workspace + (size_t)worker * j->ws_stride;
+    const size_t n = task / j->blocks, b0 = task % j->blocks * (size_t)pl->block;
+    const size_t in_img = (size_t)p->in_c * (size_t)j->in->h * (size_t)j->in->w;
+    const size_t out_img = (size_t)p->out_c * (size_t)pl->out_h * (size_t)pl->out_w;
+    const size_t ue = (size_t)p->out_c * (size_t)p->in_c;
+    const blasint m = (blasint)p->out_c, k = (blasint)p->in_c;
+    const size_t nb = pl->tiles - b0 < (size_t)pl->block ? pl->tiles - b0 : (size_t)pl->block;
+    j->in_fn(p, j->in->data + n * in_img, j->in->h, j->in->w, b0, nb, pl, ws);
+    /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb] */
+    for (size_t e = 0; e < 36; e++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (blasint)nb, k, 1.0f,
+                    j->u + e * ue, k, ws + (e + 1) * pl->slot, (blasint)nb, 0.0f,
+                    ws + e * pl->slot, (blasint)nb);
+    j->out_fn(p, j->bias, j->out->data + n * out_img, b0, nb, pl, ws);
+}
+
+void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                     const float *bias, ms_tensor *out, float *workspace,
+                                     size_t ws_stride, ms_pool *pool) {
+    wino_job j = {.p = p, .in = in, .u = u, .bias = bias, .out = out, .workspace = workspace,
+                  .ws_stride = ws_stride, .in_fn = input_block, .out_fn = output_block};
+    if (!plan_make(p, in->h, in->w, &j.pl)) {
         assert(0 && "ms_conv2d_winograd_forward: parameters ms_conv2d_winograd_workspace refuses");
         return;
     }
-    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == pl.out_h &&
-           out->w == pl.out_w && workspace != NULL);
-    void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, size_t, size_t,
-                  const wino_plan *, float *) = input_block;
-    void (*out_fn)(const ms_conv2d *, const float *, float *, size_t, size_t, const wino_plan *,
-                   float *) = output_block;
+    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == j.pl.out_h &&
+           out->w == j.pl.out_w && workspace != NULL);
+    assert(ms_pool_threads(pool) == 1 || ws_stride >= j.pl.workspace);
 #ifdef MS_NN_X86_CLONES
     if (ms_nn_cpu_avx2_fma()) {
-        in_fn = input_block_avx2;
-        out_fn = output_block_avx2;
+        j.in_fn = input_block_avx2;
+        j.out_fn = output_block_avx2;
     }
 #endif
-    const size_t in_img = (size_t)p->in_c * (size_t)in->h * (size_t)in->w;
-    const size_t out_img = (size_t)p->out_c * (size_t)pl.out_h * (size_t)pl.out_w;
-    const size_t ue = (size_t)p->out_c * (size_t)p->in_c;
-    const blasint m = (blasint)p->out_c, k = (blasint)p->in_c;
-    for (int32_t n = 0; n < in->n; n++) {
-        const float *img = in->data + (size_t)n * in_img;
-        float *oimg = out->data + (size_t)n * out_img;
-        for (size_t b0 = 0; b0 < pl.tiles; b0 += (size_t)pl.block) {
-            const size_t nb = pl.tiles - b0 < (size_t)pl.block ? pl.tiles - b0 : (size_t)pl.block;
-            in_fn(p, img, in->h, in->w, b0, nb, &pl, workspace);
-            /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb] */
-            for (size_t e = 0; e < 36; e++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (blasint)nb, k, 1.0f,
-                            u + e * ue, k, workspace + (e + 1) * pl.slot, (blasint)nb, 0.0f,
-                            workspace + e * pl.slot, (blasint)nb);
-            out_fn(p, bias, oimg, b0, nb, &pl, workspace);
-        }
-    }
+    j.blocks = (j.pl.tiles + (size_t)j.pl.block - 1) / (size_t)j.pl.block;
+    ms_pool_run(pool, (size_t)in->n * j.blocks, wino_task, &j);
+}
+
+void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                const float *bias, ms_tensor *out, float *workspace) {
+    ms_conv2d_winograd_forward_pool(p, in, u, bias, out, workspace, 0, NULL);
 }
 
 /* Measured with bench_winograd and a grid of layers (min of 3 x 15-30 runs, 1 thread, Xeon,
