@@ -19,9 +19,9 @@
 # thread with OpenBLAS threads ("blas"). The table gives, per configuration, the median over
 # rounds of each runtime's median ms per image, images/s, and medscreen's throughput (its
 # faster mode) over ONNX Runtime's (target >= 1.0x, >= 1.2x on the screener: PASS/MISS) and
-# over PyTorch's. Then per-layer tables (bench_net --layers, batch 1: 1 thread, 2 pool
-# threads, 2 BLAS threads) and a memory soak of the screener (bench_net --soak N, batch 1,
-# 1 thread).
+# over PyTorch's. Then per-layer tables (bench_net --layers, batch 1: 1 thread, 1 thread
+# without fast paths (--direct, to show what Winograd gives), 2 pool threads, 2 BLAS threads)
+# and a memory soak of the screener (bench_net --soak N, batch 1, 1 thread).
 #
 # Usage: scripts/bench-inference.sh [--quick] [--rounds N] [--runs N] [--soak N | --no-soak]
 #   --quick     2 rounds of 10 runs and a soak of 500 (a smoke run; figures are rougher)
@@ -44,7 +44,8 @@ runs=20
 soak=10000
 
 usage() {
-    echo "usage: scripts/bench-inference.sh [--quick] [--rounds N] [--runs N] [--soak N | --no-soak]" >&2
+    echo "usage: scripts/bench-inference.sh [--quick] [--rounds N] [--runs N]" \
+        "[--soak N | --no-soak]" >&2
     exit 2
 }
 # An option's value: there is one ($1 = arguments left >= 2) and it is an integer >= 1.
@@ -102,8 +103,10 @@ shopt -s nullglob
 ort_libs=("$ort_prefix"/node_modules/onnxruntime-node/bin/napi-v*/linux/x64/libonnxruntime.so*)
 shopt -u nullglob
 ((${#ort_libs[@]})) ||
-    die "onnxruntime-node has no linux/x64 CPU library under $ort_prefix/node_modules/onnxruntime-node/bin"
-ort_version=$(cd "$ort_prefix" && node -e 'const o=require("onnxruntime-node"); process.stdout.write(o.env.versions.node)') ||
+    die "onnxruntime-node has no linux/x64 CPU library under" \
+        "$ort_prefix/node_modules/onnxruntime-node/bin"
+ort_version=$(cd "$ort_prefix" &&
+    node -e 'process.stdout.write(require("onnxruntime-node").env.versions.node)') ||
     die "onnxruntime-node does not load (${ort_libs[0]})"
 torch_version=$("$py" -c 'import torch; print(torch.__version__)')
 echo "node $(node --version), onnxruntime-node $ort_version (${ort_libs[0]#"$root"/})," \
@@ -162,17 +165,43 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),
 echo "git: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 peak_json=$("$fma_peak" --json)
 echo "$peak_json" >>"$jsonl"
-"$py" -c 'import json,sys; d=json.loads(sys.argv[1]); print("single-core FMA peak (fma_peak, %d chains, best of %d runs): AVX2+FMA %.1f GFLOP/s, AVX-512 %.1f GFLOP/s (medians %.1f, %.1f); 100%% below = %.1f per core" % (d["chains"], d["reps"], d["avx2_fma_gflops"], d["avx512_gflops"], d["avx2_fma_median_gflops"], d["avx512_median_gflops"], d["best_gflops"]))' "$peak_json"
-peak=$("$py" -c 'import json,sys; print(round(json.loads(sys.argv[1])["best_gflops"]))' "$peak_json")
+"$py" - "$peak_json" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1])
+print("single-core FMA peak (fma_peak, %d chains, best of %d runs): AVX2+FMA %.1f GFLOP/s, "
+      "AVX-512 %.1f GFLOP/s (medians %.1f, %.1f); 100%% below = %.1f per core"
+      % (d["chains"], d["reps"], d["avx2_fma_gflops"], d["avx512_gflops"],
+         d["avx2_fma_median_gflops"], d["avx512_median_gflops"], d["best_gflops"]))
+EOF
+peak=$("$py" -c 'import json,sys; print(round(json.loads(sys.argv[1])["best_gflops"]))' \
+    "$peak_json")
 
 say "timing: $rounds interleaved rounds x $runs runs per runtime and configuration"
 # medscreen runs in two modes: "ms" the session's own threads with OpenBLAS on one thread (the
 # engine's mode), "msb" one session thread and OpenBLAS threads (only where threads > 1).
-run_ms() { "$bench_net" "$models/$1.msm" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4" --json; }
-run_msb() { "$bench_net" "$models/$1.msm" --batch "$2" --blas-threads "$3" --runs "$runs" --warmup "$4" --json; }
-run_ort() { node "$root/scripts/bench-ort.js" "$models/$1.onnx" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4"; }
-run_torch() { "$py" "$root/scripts/bench-torch.py" "$1" --models "$models" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4"; }
-tag() { "$py" -c 'import json,sys; d=json.loads(sys.stdin.read()); d.update(runtime=sys.argv[1], net=sys.argv[2], round=int(sys.argv[3])); print(json.dumps(d, sort_keys=True))' "$@"; }
+# Each takes NET BATCH THREADS WARMUP and prints one JSON line.
+run_ms() {
+    "$bench_net" "$models/$1.msm" --batch "$2" --threads "$3" --runs "$runs" --warmup "$4" --json
+}
+run_msb() {
+    "$bench_net" "$models/$1.msm" --batch "$2" --blas-threads "$3" --runs "$runs" --warmup "$4" \
+        --json
+}
+run_ort() {
+    node "$root/scripts/bench-ort.js" "$models/$1.onnx" --batch "$2" --threads "$3" \
+        --runs "$runs" --warmup "$4"
+}
+run_torch() {
+    "$py" "$root/scripts/bench-torch.py" "$1" --models "$models" --batch "$2" --threads "$3" \
+        --runs "$runs" --warmup "$4"
+}
+# Adds runtime, net and round to the JSON line on stdin.
+tag() {
+    "$py" -c 'import json,sys
+d = json.loads(sys.stdin.read())
+d.update(runtime=sys.argv[1], net=sys.argv[2], round=int(sys.argv[3]))
+print(json.dumps(d, sort_keys=True))' "$@"
+}
 for n in "${nets[@]}"; do
     for b in 1 8; do
         warm=3
@@ -190,7 +219,7 @@ for n in "${nets[@]}"; do
                 done
                 printf ' |'
             done
-            echo
+            echo " load $(cut -d' ' -f1 /proc/loadavg)"
         done
     done
 done
@@ -242,6 +271,13 @@ for cfg in cfgs:
         if v:
             parts.append("%s %.2f-%.2f" % (label, min(v), max(v)))
     print("  %-9s b%d t%d: %s" % (cfg[0], cfg[1], cfg[2], ", ".join(parts)))
+print("fastest round of each runtime (other processes only ever slow a run down, so on a")
+print("loaded machine these ratios are the steadier ones; the targets above use the medians):")
+for cfg in cfgs:
+    best = min(vals(cfg, "ms") + vals(cfg, "msb"))
+    o, p = min(vals(cfg, "ort")), min(vals(cfg, "torch"))
+    print("  %-9s b%d t%d: medscreen %.2f, ORT %.2f, PyTorch %.2f ms/image; vs ORT %.2fx, "
+          "vs PyTorch %.2fx" % (cfg[0], cfg[1], cfg[2], best, o, p, o / best, p / best))
 ms0 = [r for r in rows if r["runtime"] == "ms"][0]
 print("targets: %d of %d configurations missed" % (misses, len(cfgs)))
 print("medscreen: OpenBLAS core %s (%s); ORT %s; PyTorch %s; FMA peak %.1f GFLOP/s per core "
@@ -253,9 +289,9 @@ EOF
 
 say "per layer: bench_net --layers, batch 1 ($runs runs; % of the measured peak $peak GFLOP/s per core x threads)"
 for n in "${nets[@]}"; do
-    for mode in "--threads 1" "--threads 2" "--blas-threads 2"; do
+    for mode in "--threads 1" "--threads 1 --direct" "--threads 2" "--blas-threads 2"; do
         echo
-        # shellcheck disable=SC2086 # two words on purpose
+        # shellcheck disable=SC2086 # several words on purpose
         "$bench_net" "$models/$n.msm" --batch 1 $mode --runs "$runs" --layers --peak "$peak"
     done
 done

@@ -2,7 +2,8 @@
  * random input, as `medscreen scan` will.
  *
  * Usage: bench_net MODEL.msm [--batch N] [--threads N] [--blas-threads N] [--runs N]
- *                  [--warmup N] [--layers] [--soak N] [--act-bytes N] [--peak GFLOPS] [--json]
+ *                  [--warmup N] [--layers] [--soak N] [--act-bytes N] [--peak GFLOPS]
+ *                  [--direct] [--json]
  *
  *   --batch N      images per run (default 1); the session is planned for this batch
  *   --threads N    the session's worker threads (ms_session_options.threads, default 1)
@@ -23,14 +24,21 @@
  *                  activations come from the caller (--act-bytes, per image; the bench script
  *                  computes them from the known layer shapes); the arena we really hold is
  *                  always reported next to it.
+ *   --direct       sessions without fast paths (ms_session_options.direct_only: no Winograd)
  *   --json         JSON lines (one summary line, then one per node with --layers) instead of
  *                  the text report
  *
  * FLOPs are ms_net_node_flops summed (2 per multiply-add, convolutions and fully connected
- * layers only) times the batch. Debian's OpenBLAS 0.3.21 picks its Prescott kernels on CPUs it
- * does not know; like the medscreen CLI, this program then sets OPENBLAS_CORETYPE and starts
- * again (the variable already being set, by us or by the user, stops the loop), and always
- * prints the kernel set in use. Not a ctest test: build Release for figures worth comparing. */
+ * layers only) times the batch: the direct algorithm's count, so GFLOP/s and % of peak are
+ * "effective" figures, and a Winograd layer (fewer multiplications) may exceed 100%. The
+ * weights in the memory report are the model's float32 tensors, plus the Winograd-transformed
+ * copies the net keeps for its fast-path convolutions (36 x out_c x in_c floats each, sized
+ * from the graph text and the weight tensors' shapes).
+ *
+ * Debian's OpenBLAS 0.3.21 picks its Prescott kernels on CPUs it does not know; like the
+ * medscreen CLI, this program then sets OPENBLAS_CORETYPE and starts again (the variable
+ * already being set, by us or by the user, stops the loop), and always prints the kernel set
+ * in use. Not a ctest test: build Release for figures worth comparing. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,15 +57,15 @@ typedef struct options {
     uint32_t batch, threads, blas_threads, runs, warmup, soak;
     uint64_t act_bytes; /* two largest live activations per image, 0 when not given */
     double peak;        /* GFLOP/s per core, 0: measure */
-    bool layers, json;
+    bool layers, json, direct;
 } options;
 
 typedef struct mem {
-    long rss_kib, hwm_kib; /* -1 when unknown */
+    long rss_kib, hwm_kib, anon_kib, file_kib; /* -1 when unknown */
 } mem;
 
 static mem mem_now(void) {
-    mem m = {-1, -1};
+    mem m = {-1, -1, -1, -1};
     FILE *f = fopen("/proc/self/status", "r");
     if (f == NULL) return m;
     char line[256];
@@ -65,18 +73,36 @@ static mem mem_now(void) {
         long v;
         if (sscanf(line, "VmRSS: %ld kB", &v) == 1) m.rss_kib = v;
         if (sscanf(line, "VmHWM: %ld kB", &v) == 1) m.hwm_kib = v;
+        if (sscanf(line, "RssAnon: %ld kB", &v) == 1) m.anon_kib = v;
+        if (sscanf(line, "RssFile: %ld kB", &v) == 1) m.file_kib = v;
     }
     fclose(f);
     return m;
+}
+
+/* Counts the library's own allocations (ms_malloc and friends), to show that runs allocate
+ * nothing; OpenBLAS and the C library are not counted. */
+static void *count_malloc(size_t n, void *user) {
+    ++*(uint64_t *)user;
+    return malloc(n);
+}
+static void *count_realloc(void *p, size_t n, void *user) {
+    ++*(uint64_t *)user;
+    return realloc(p, n);
+}
+static void count_free(void *p, void *user) {
+    (void)user;
+    free(p);
 }
 
 static double mib(double bytes) { return bytes / 1048576.0; }
 static double kib_mib(long kib) { return (double)kib / 1024.0; }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_net MODEL.msm [--batch N] [--threads N] [--blas-threads N]\n"
-                    "                 [--runs N>=1] [--warmup N] [--layers] [--soak N] [--act-bytes N]\n"
-                    "                 [--peak GFLOPS] [--json]\n");
+    fprintf(stderr,
+            "usage: bench_net MODEL.msm [--batch N] [--threads N] [--blas-threads N]\n"
+            "                 [--runs N>=1] [--warmup N] [--layers] [--soak N] [--act-bytes N]\n"
+            "                 [--peak GFLOPS] [--direct] [--json]\n");
 }
 
 static bool u32_opt(const char *name, int argc, char **argv, int *i, uint32_t min, uint32_t max,
@@ -91,7 +117,7 @@ static bool u32_opt(const char *name, int argc, char **argv, int *i, uint32_t mi
 }
 
 static bool parse(int argc, char **argv, options *o) {
-    *o = (options){NULL, 1, 1, 1, 20, 3, 0, 0, 0.0, false, false};
+    *o = (options){NULL, 1, 1, 1, 20, 3, 0, 0, 0.0, false, false, false};
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         uint32_t v;
@@ -116,6 +142,8 @@ static bool parse(int argc, char **argv, options *o) {
             o->layers = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             o->json = true;
+        } else if (strcmp(argv[i], "--direct") == 0) {
+            o->direct = true;
         } else if (argv[i][0] == '-' || o->model != NULL) {
             bad = true;
         } else {
@@ -147,6 +175,48 @@ static void fill_uniform(float *x, size_t n, uint32_t seed) {
     }
 }
 
+/* Bytes of the Winograd-transformed weights the net holds: for every node that
+ * ms_net_node_impl calls "winograd", 36 x out_c x in_c floats, where out_c and in_c are the
+ * first two dimensions of its weight= tensor, found on its line of the graph text. */
+static size_t winograd_weight_bytes(const ms_net *net) {
+    const ms_msm *msm = ms_net_msm(net);
+    const ms_msm_tensor *g = ms_msm_find(msm, "graph");
+    if (g == NULL || g->dtype != MS_DTYPE_U8) return 0;
+    const char *text = g->data, *end = text + g->count;
+    size_t total = 0;
+    for (uint32_t i = 0; i < ms_net_node_count(net); i++) {
+        const char *impl = ms_net_node_impl(net, i), *name = ms_net_node_name(net, i);
+        if (impl == NULL || strcmp(impl, "winograd") != 0 || name == NULL) continue;
+        const size_t nlen = strlen(name);
+        for (const char *line = text; line < end;) {
+            const char *nl = memchr(line, '\n', (size_t)(end - line));
+            const char *le = nl ? nl : end;
+            /* "node conv2d NAME ..." */
+            const char *p = line;
+            if ((size_t)(le - p) > 12 + nlen && memcmp(p, "node conv2d ", 12) == 0 &&
+                memcmp(p + 12, name, nlen) == 0 && p[12 + nlen] == ' ') {
+                for (const char *q = p + 12 + nlen; q < le; q++) {
+                    if (q[0] != ' ' || (size_t)(le - q) < 8 || memcmp(q + 1, "weight=", 7) != 0)
+                        continue;
+                    const char *ts = q + 8, *te = ts;
+                    while (te < le && *te != ' ') te++;
+                    char tname[MS_MSM_MAX_NAME + 1];
+                    if ((size_t)(te - ts) > MS_MSM_MAX_NAME) break;
+                    memcpy(tname, ts, (size_t)(te - ts));
+                    tname[te - ts] = '\0';
+                    const ms_msm_tensor *w = ms_msm_find(msm, tname);
+                    if (w != NULL && w->ndim == 4)
+                        total += 36u * (size_t)w->dims[0] * (size_t)w->dims[1] * sizeof(float);
+                    break;
+                }
+                break;
+            }
+            line = nl ? nl + 1 : end;
+        }
+    }
+    return total;
+}
+
 static bool run_once(ms_session *s, const float *in, const char *model) {
     ms_err err = {0};
     if (ms_session_run(s, in, &err) != MS_OK) {
@@ -163,6 +233,9 @@ int main(int argc, char **argv) {
     ms_blas_set_threads((int32_t)o.blas_threads);
     const uint32_t cores = o.threads * o.blas_threads; /* for % of peak */
 
+    static uint64_t allocs;
+    const ms_alloc_hooks hooks = {count_malloc, count_realloc, count_free, &allocs};
+    ms_alloc_set_hooks(&hooks);
     const mem m_start = mem_now();
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
@@ -191,7 +264,7 @@ int main(int argc, char **argv) {
                 ms_net_input_count(net));
         goto done;
     }
-    const ms_session_options so = {(int32_t)o.batch, (int32_t)o.threads, false};
+    const ms_session_options so = {(int32_t)o.batch, (int32_t)o.threads, o.direct};
     if (ms_session_create_opts(net, &so, &s, &err) != MS_OK) {
         fprintf(stderr, "bench_net: %s: session for batch %u: %s\n", o.model, o.batch, err.msg);
         goto done;
@@ -221,15 +294,17 @@ int main(int argc, char **argv) {
         const ms_msm_tensor *tt = ms_msm_tensor_at(msm, i);
         if (tt->dtype == MS_DTYPE_F32) weight_bytes += tt->count * sizeof(float);
     }
+    const size_t wino_bytes = o.direct ? 0 : winograd_weight_bytes(net);
     const size_t arena = ms_session_arena_bytes(s), ws = ms_session_workspace_bytes(s);
 
     for (uint32_t r = 0; r < o.warmup; r++)
         if (!run_once(s, in, o.model)) goto done;
 
     /* Timed runs, or the soak with its memory checkpoints. */
-    mem ck[4] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-    const uint32_t at[4] = {1, o.soak / 10 ? o.soak / 10 : 1, o.soak / 2 ? o.soak / 2 : 1,
-                            o.soak};
+    mem ck[4];
+    for (int k = 0; k < 4; k++) ck[k] = (mem){-1, -1, -1, -1};
+    const uint64_t allocs_before = allocs;
+    const uint32_t at[4] = {1, o.soak / 10 ? o.soak / 10 : 1, o.soak / 2 ? o.soak / 2 : 1, o.soak};
     for (uint32_t r = 0; r < nt; r++) {
         const double t0 = now_ms();
         if (!run_once(s, in, o.model)) goto done;
@@ -238,6 +313,7 @@ int main(int argc, char **argv) {
             for (int k = 0; k < 4; k++)
                 if (r + 1 == at[k]) ck[k] = mem_now();
     }
+    const uint64_t run_allocs = allocs - allocs_before;
     double mean = 0;
     for (uint32_t r = 0; r < nt; r++) mean += t[r];
     mean /= nt;
@@ -266,14 +342,14 @@ int main(int argc, char **argv) {
                "\"session_threads\":%u,\"blas_threads\":%u,\"runs\":%u,"
                "\"warmup\":%u,\"median_ms\":%.3f,\"p90_ms\":%.3f,\"mean_ms\":%.3f,"
                "\"ms_per_image\":%.3f,\"images_per_s\":%.3f,\"gflop_per_image\":%.4f,"
-               "\"gflops\":%.2f,\"weights_bytes\":%zu,\"arena_bytes\":%zu,"
+               "\"gflops\":%.2f,\"weights_bytes\":%zu,\"winograd_weights_bytes\":%zu,"
+               "\"direct_only\":%s,\"arena_bytes\":%zu,"
                "\"workspace_bytes\":%zu,\"cpu\":\"%s\",\"openblas_core\":\"%s\","
                "\"openblas_coretype_env\":\"%s\",\"openblas\":\"%s\",\"build\":\"%s\"",
                o.model, o.batch, cores, o.threads, o.blas_threads, nt, o.warmup, med, p90, mean,
-               ms_img, ips,
-               flop_image / 1e9, gflop_run / (med / 1e3), weight_bytes, arena, ws, cpu,
-               core ? core : "unknown", env_core ? env_core : "", blas_cfg ? blas_cfg : "unknown",
-               build);
+               ms_img, ips, flop_image / 1e9, gflop_run / (med / 1e3), weight_bytes, wino_bytes,
+               o.direct ? "true" : "false", arena, ws, cpu, core ? core : "unknown",
+               env_core ? env_core : "", blas_cfg ? blas_cfg : "unknown", build);
         if (o.layers)
             printf(",\"peak_gflops_core\":%.1f,\"peak_gflops\":%.1f,\"pct_peak\":%.1f", peak_core,
                    peak_core * cores, 100.0 * gflop_run / (med / 1e3) / (peak_core * cores));
@@ -282,8 +358,8 @@ int main(int argc, char **argv) {
         printf("model %s: batch %u, %u session thread%s x %u OpenBLAS thread%s, %u %s run%s "
                "after %u warm-up\n",
                o.model, o.batch, o.threads, o.threads == 1 ? "" : "s", o.blas_threads,
-               o.blas_threads == 1 ? "" : "s", nt,
-               o.soak ? "soak" : "timed", nt == 1 ? "" : "s", o.warmup);
+               o.blas_threads == 1 ? "" : "s", nt, o.soak ? "soak" : "timed", nt == 1 ? "" : "s",
+               o.warmup);
         printf("CPU %s; OpenBLAS core %s (OPENBLAS_CORETYPE=%s); %s; %s build\n", cpu,
                core ? core : "unknown", env_core ? env_core : "unset",
                blas_cfg ? blas_cfg : "unknown", build);
@@ -300,9 +376,9 @@ int main(int argc, char **argv) {
                        "100%% = %.1f x %u core%s = %.1f GFLOP/s\n",
                        avx2, avx512, peak_core, cores, cores == 1 ? "" : "s", peak);
             else
-                printf("FMA peak per core (given): %.1f GFLOP/s; 100%% = %.1f GFLOP/s\n",
-                       peak_core, peak);
-            printf("%4s  %-28s %-13s %9s %9s %6s %8s %9s %6s\n", "node", "name", "op",
+                printf("FMA peak per core (given): %.1f GFLOP/s; 100%% = %.1f GFLOP/s\n", peak_core,
+                       peak);
+            printf("%4s  %-28s %-13s %-8s %9s %9s %6s %8s %9s %6s\n", "node", "name", "op", "impl",
                    "mean_ms", "med_ms", "share", "GFLOP", "GFLOP/s", "%peak");
         }
         double sum_mean = 0;
@@ -318,34 +394,43 @@ int main(int argc, char **argv) {
                 quantile(node_runs + (size_t)i * o.runs, (int)o.runs, 0.5) * 1e3;
             const double gf = (double)ms_net_node_flops(net, i) * o.batch / 1e9;
             const double gfs = means[i] > 0 ? gf / (means[i] / 1e3) : 0.0;
+            const char *impl = o.direct ? "direct" : ms_net_node_impl(net, i);
+            if (impl == NULL) impl = "?";
             if (o.json)
                 printf("{\"bench\":\"net_layer\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,"
-                       "\"node\":%u,\"name\":\"%s\",\"op\":\"%s\",\"mean_ms\":%.4f,"
-                       "\"median_ms\":%.4f,\"gflop\":%.4f,\"gflops\":%.2f,\"pct_peak\":%.1f}\n",
-                       o.model, o.batch, cores, i, ms_net_node_name(net, i),
-                       ms_net_node_op(net, i), means[i], node_med, gf, gfs,
-                       100.0 * gfs / peak);
+                       "\"node\":%u,\"name\":\"%s\",\"op\":\"%s\",\"impl\":\"%s\","
+                       "\"mean_ms\":%.4f,\"median_ms\":%.4f,\"gflop\":%.4f,\"gflops\":%.2f,"
+                       "\"pct_peak\":%.1f}\n",
+                       o.model, o.batch, cores, i, ms_net_node_name(net, i), ms_net_node_op(net, i),
+                       impl, means[i], node_med, gf, gfs, 100.0 * gfs / peak);
             else if (gf > 0)
-                printf("%4u  %-28.28s %-13s %9.3f %9.3f %5.1f%% %8.4f %9.1f %5.1f%%\n", i,
-                       ms_net_node_name(net, i), ms_net_node_op(net, i), means[i], node_med,
+                printf("%4u  %-28.28s %-13s %-8s %9.3f %9.3f %5.1f%% %8.4f %9.1f %5.1f%%\n", i,
+                       ms_net_node_name(net, i), ms_net_node_op(net, i), impl, means[i], node_med,
                        100.0 * means[i] / sum_mean, gf, gfs, 100.0 * gfs / peak);
             else
-                printf("%4u  %-28.28s %-13s %9.3f %9.3f %5.1f%% %8s %9s %6s\n", i,
-                       ms_net_node_name(net, i), ms_net_node_op(net, i), means[i], node_med,
+                printf("%4u  %-28.28s %-13s %-8s %9.3f %9.3f %5.1f%% %8s %9s %6s\n", i,
+                       ms_net_node_name(net, i), ms_net_node_op(net, i), impl, means[i], node_med,
                        100.0 * means[i] / sum_mean, "-", "-", "-");
         }
         if (!o.json)
-            printf("%4s  %-28s %-13s %9.3f %9s %6s %8.4f %9.1f %5.1f%%\n", "", "total (timed)",
-                   "", sum_mean, "", "", gflop_run, gflop_run / (sum_mean / 1e3),
+            printf("%4s  %-28s %-13s %-8s %9.3f %9s %6s %8.4f %9.1f %5.1f%%\n", "", "total (timed)",
+                   "", "", sum_mean, "", "", gflop_run, gflop_run / (sum_mean / 1e3),
                    100.0 * gflop_run / (sum_mean / 1e3) / peak);
     }
 
     if (o.soak) {
         const double act = (double)o.act_bytes * o.batch;
-        const double bound = (double)weight_bytes + act + (double)ws;
-        const double held = (double)weight_bytes + (double)arena + (double)ws;
+        const double weights_held = (double)weight_bytes + (double)wino_bytes;
+        const double bound = weights_held + act + (double)ws;
+        const double held = weights_held + (double)arena + (double)ws;
         const long d_hwm = ck[3].hwm_kib - ck[1].hwm_kib, d_rss = ck[3].rss_kib - ck[1].rss_kib;
+        const long d_anon = ck[3].anon_kib - ck[1].anon_kib;
+        const long d_file = ck[3].file_kib - ck[1].file_kib;
         const long grown = ck[3].hwm_kib - m_start.rss_kib;
+        /* Flat: the library allocated nothing while running, and anonymous memory (heap,
+         * arena, stacks) did not grow; file-backed pages (code and libraries paged in by the
+         * kernel) may still add a few KiB to VmRSS and VmHWM without any leak. */
+        const bool flat = run_allocs == 0 && d_anon <= 64;
         if (o.json) {
             printf("{\"bench\":\"net_soak\",\"model\":\"%s\",\"batch\":%u,\"threads\":%u,"
                    "\"inferences\":%u,\"rss_kib_start\":%ld,\"rss_kib_loaded\":%ld,"
@@ -354,34 +439,50 @@ int main(int argc, char **argv) {
                    m_session.rss_kib);
             const char *names[4] = {"first", "p10", "p50", "p100"};
             for (int k = 0; k < 4; k++)
-                printf(",\"rss_kib_%s\":%ld,\"hwm_kib_%s\":%ld", names[k], ck[k].rss_kib,
-                       names[k], ck[k].hwm_kib);
+                printf(",\"rss_kib_%s\":%ld,\"hwm_kib_%s\":%ld,\"anon_kib_%s\":%ld,"
+                       "\"file_kib_%s\":%ld",
+                       names[k], ck[k].rss_kib, names[k], ck[k].hwm_kib, names[k], ck[k].anon_kib,
+                       names[k], ck[k].file_kib);
             printf(",\"hwm_growth_kib_p10_p100\":%ld,\"rss_growth_kib_p10_p100\":%ld,"
-                   "\"weights_bytes\":%zu,\"arena_bytes\":%zu,\"workspace_bytes\":%zu,"
-                   "\"input_bytes\":%zu,\"act_bytes_two_largest\":%.0f,\"bound_bytes\":%.0f,"
+                   "\"anon_growth_kib_p10_p100\":%ld,\"file_growth_kib_p10_p100\":%ld,"
+                   "\"library_allocations_in_runs\":%llu,\"flat\":%s,"
+                   "\"weights_bytes\":%zu,\"winograd_weights_bytes\":%zu,\"arena_bytes\":%zu,"
+                   "\"workspace_bytes\":%zu,\"input_bytes\":%zu,\"act_bytes_two_largest\":%.0f,"
+                   "\"bound_bytes\":%.0f,"
                    "\"held_bytes\":%.0f,\"hwm_over_start_kib\":%ld}\n",
-                   d_hwm, d_rss, weight_bytes, arena, ws, n_in * sizeof(float), act, bound,
-                   held, grown);
+                   d_hwm, d_rss, d_anon, d_file, (unsigned long long)run_allocs,
+                   flat ? "true" : "false", weight_bytes, wino_bytes, arena, ws,
+                   n_in * sizeof(float), act, bound, held, grown);
         } else {
             printf("soak: %u consecutive runs; memory from /proc/self/status (MiB):\n", o.soak);
-            printf("  %-26s %10s %10s\n", "checkpoint", "VmRSS", "VmHWM");
-            printf("  %-26s %10.1f %10.1f\n", "start (before load)", kib_mib(m_start.rss_kib),
-                   kib_mib(m_start.hwm_kib));
-            printf("  %-26s %10.1f %10.1f\n", "net loaded", kib_mib(m_loaded.rss_kib),
-                   kib_mib(m_loaded.hwm_kib));
-            printf("  %-26s %10.1f %10.1f\n", "session created", kib_mib(m_session.rss_kib),
-                   kib_mib(m_session.hwm_kib));
-            const char *labels[4] = {"after run 1", "10%", "50%", "100%"};
+            printf("  %-26s %10s %10s %10s %10s\n", "checkpoint", "VmRSS", "VmHWM", "RssAnon",
+                   "RssFile");
+            const mem *rows[7] = {&m_start, &m_loaded, &m_session, &ck[0], &ck[1], &ck[2], &ck[3]};
+            const char *labels[7] = {"start (before load)",
+                                     "net loaded",
+                                     "session created",
+                                     "after run 1",
+                                     "10%",
+                                     "50%",
+                                     "100%"};
             char lab[64];
-            for (int k = 0; k < 4; k++) {
-                snprintf(lab, sizeof lab, "%s (run %u)", labels[k], at[k]);
-                printf("  %-26s %10.1f %10.1f\n", lab, kib_mib(ck[k].rss_kib),
-                       kib_mib(ck[k].hwm_kib));
+            for (int k = 0; k < 7; k++) {
+                if (k >= 3)
+                    snprintf(lab, sizeof lab, "%s (run %u)", labels[k], at[k - 3]);
+                else
+                    snprintf(lab, sizeof lab, "%s", labels[k]);
+                printf("  %-26s %10.2f %10.2f %10.2f %10.2f\n", lab, kib_mib(rows[k]->rss_kib),
+                       kib_mib(rows[k]->hwm_kib), kib_mib(rows[k]->anon_kib),
+                       kib_mib(rows[k]->file_kib));
             }
-            printf("  growth 10%% -> 100%%: VmHWM %+ld KiB, VmRSS %+ld KiB (%s)\n", d_hwm, d_rss,
-                   d_hwm <= 64 ? "flat" : "NOT FLAT");
-            printf("  weights %.2f MiB, arena %.2f MiB, workspace %.2f MiB, input %.2f MiB\n",
-                   mib((double)weight_bytes), mib((double)arena), mib((double)ws),
+            printf("  growth 10%% -> 100%%: VmHWM %+ld KiB, VmRSS %+ld KiB (RssAnon %+ld, "
+                   "RssFile %+ld); library allocations during the %u runs: %llu -> %s\n",
+                   d_hwm, d_rss, d_anon, d_file, o.soak, (unsigned long long)run_allocs,
+                   flat ? "flat" : "NOT FLAT");
+            printf("  weights %.2f MiB (model %.2f + Winograd-transformed %.2f), arena %.2f MiB, "
+                   "workspace %.2f MiB (%u slot%s), input %.2f MiB\n",
+                   mib(weights_held), mib((double)weight_bytes), mib((double)wino_bytes),
+                   mib((double)arena), mib((double)ws), o.threads, o.threads == 1 ? "" : "s",
                    mib((double)(n_in * sizeof(float))));
             if (o.act_bytes)
                 printf("  bound = weights + two largest live activations (%.2f MiB) + workspace"

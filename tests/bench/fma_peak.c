@@ -41,7 +41,8 @@ int main(int argc, char **argv) {
         printf("{\"bench\":\"fma_peak\",\"avx2_fma_gflops\":%.1f,\"avx512_gflops\":%.1f,"
                "\"avx2_fma_median_gflops\":%.1f,\"avx512_median_gflops\":%.1f,\"best_gflops\":%.1f,"
                "\"best_isa\":\"%s\",\"chains\":%d,\"reps\":%u,\"cpu\":\"%s\"}\n",
-               avx2, avx512, avx2_med, avx512_med, best, avx512 > avx2 ? "avx512" : "avx2", FMA_CHAINS, reps, cpu);
+               avx2, avx512, avx2_med, avx512_med, best, avx512 > avx2 ? "avx512" : "avx2",
+               FMA_CHAINS, reps, cpu);
     } else {
         printf("CPU: %s\n", cpu);
         printf("single-core FMA peak, %d independent chains, best of %u runs of ~%u ms:\n",
