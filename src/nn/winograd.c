@@ -424,16 +424,23 @@ static void wino_task(void *ctx, size_t task, int32_t worker) {
     /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb] */
     for (size_t e = 0; e < 36; e++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (blasint)nb, k, 1.0f,
-                    j->u + e * ue, k, ws + (e + 1) * pl->slot, (blasint)nb, 0.0f,
-                    ws + e * pl->slot, (blasint)nb);
+                    j->u + e * ue, k, ws + (e + 1) * pl->slot, (blasint)nb, 0.0f, ws + e * pl->slot,
+                    (blasint)nb);
     j->out_fn(p, j->bias, j->out->data + n * out_img, b0, nb, pl, ws);
 }
 
-void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *u,
-                                     const float *bias, ms_tensor *out, float *workspace,
-                                     size_t ws_stride, ms_pool *pool) {
-    wino_job j = {.p = p, .in = in, .u = u, .bias = bias, .out = out, .workspace = workspace,
-                  .ws_stride = ws_stride, .in_fn = input_block, .out_fn = output_block};
+static void wino_forward(const ms_conv2d *p, const ms_tensor *in, const float *u, const float *bias,
+                         ms_tensor *out, float *workspace, size_t ws_stride, ms_pool *pool,
+                         ms_nn_isa isa) {
+    wino_job j = {.p = p,
+                  .in = in,
+                  .u = u,
+                  .bias = bias,
+                  .out = out,
+                  .workspace = workspace,
+                  .ws_stride = ws_stride,
+                  .in_fn = input_block,
+                  .out_fn = output_block};
     if (!plan_make(p, in->h, in->w, &j.pl)) {
         assert(0 && "ms_conv2d_winograd_forward: parameters ms_conv2d_winograd_workspace refuses");
         return;
@@ -442,7 +449,7 @@ void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, co
            out->w == j.pl.out_w && workspace != NULL);
     assert(ms_pool_threads(pool) == 1 || ws_stride >= j.pl.workspace);
 #ifdef MS_NN_X86_CLONES
-    if (ms_nn_cpu_avx2_fma()) {
+    if (isa >= MS_NN_ISA_AVX2 && ms_nn_cpu_avx2_fma()) {
         j.in_fn = input_block_avx2;
         j.out_fn = output_block_avx2;
     }
@@ -451,9 +458,21 @@ void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, co
     ms_pool_run(pool, (size_t)in->n * j.blocks, wino_task, &j);
 }
 
+void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                     const float *bias, ms_tensor *out, float *workspace,
+                                     size_t ws_stride, ms_pool *pool) {
+    wino_forward(p, in, u, bias, out, workspace, ws_stride, pool, MS_NN_ISA_AVX512);
+}
+
 void ms_conv2d_winograd_forward(const ms_conv2d *p, const ms_tensor *in, const float *u,
                                 const float *bias, ms_tensor *out, float *workspace) {
-    ms_conv2d_winograd_forward_pool(p, in, u, bias, out, workspace, 0, NULL);
+    wino_forward(p, in, u, bias, out, workspace, 0, NULL, MS_NN_ISA_AVX512);
+}
+
+void ms_nn_conv2d_winograd_forward_isa(const ms_conv2d *p, const ms_tensor *in, const float *u,
+                                       const float *bias, ms_tensor *out, float *workspace,
+                                       ms_nn_isa isa) {
+    wino_forward(p, in, u, bias, out, workspace, 0, NULL, isa);
 }
 
 /* Measured with bench_winograd and a grid of layers (min of 3 x 15-30 runs, 1 thread, Xeon,

@@ -102,7 +102,8 @@ static group_stat stats[] = {
     {"  of which other acts", 0, 0},     {"winograd shapes vs im2col", 0, 0},
     {"winograd blocks vs double", 0, 0}, {"winograd batch vs double", 0, 0},
     {"winograd golden vs torch", 0, 0},  {"first3x3 vs double", 0, 0},
-    {"first3x3 vs im2col", 0, 0},        {"winograd weights vs double", 0, 0},
+    {"first3x3 vs im2col", 0, 0},        {"first3x3 clones vs double", 0, 0},
+    {"winograd clones vs double", 0, 0}, {"winograd weights vs double", 0, 0},
 };
 
 static void record(const char *group, double e) {
@@ -261,6 +262,20 @@ static void run_wino(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, in
             fail_msg("%s: %s: error %.3g > %.0e", im2col_group, what, e2, TOL_WINO);
         gbuf_free(&go2);
         gbuf_free(&gws2);
+    }
+
+    /* every clone this CPU can run (baseline SSE2, AVX2) */
+    for (int isa = MS_NN_ISA_BASE; isa < MS_NN_ISA_AVX512; isa++) {
+        gbuf gi;
+        float *oi = gbuf_alloc(&gi, n_out);
+        ms_nn_conv2d_winograd_forward_isa(p, &ti, u, b, &(ms_tensor){batch, p->out_c, oh, ow, oi},
+                                          ws, (ms_nn_isa)isa);
+        gbuf_check(&gi, "winograd output (clone)");
+        gbuf_check(&gws, "winograd workspace (clone)");
+        const double ei = rel_err_d(oi, ref, n_out);
+        record("winograd clones vs double", ei);
+        if (!(ei <= TOL_WINO)) fail_msg("clone %d: %s: error %.3g", isa, what, ei);
+        gbuf_free(&gi);
     }
 
     /* Same bits again, with the workspace left dirty by the first call. */
@@ -633,6 +648,18 @@ static void run_first(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, i
     const double e = rel_err_d(out, ref, n_out);
     record("first3x3 vs double", e);
     if (!(e <= TOL_DIRECT)) fail_msg("first3x3: %s: error %.3g > %.0e", what, e, TOL_DIRECT);
+
+    for (int isa = MS_NN_ISA_BASE; isa < MS_NN_ISA_AVX512; isa++) { /* the other clones */
+        gbuf gi;
+        float *oi = gbuf_alloc(&gi, n_out);
+        ms_nn_conv2d_forward_isa(p, &ti, w, b, &(ms_tensor){batch, p->out_c, oh, ow, oi}, ws,
+                                 (ms_nn_isa)isa);
+        gbuf_check(&gi, "first3x3 output (clone)");
+        const double ei = rel_err_d(oi, ref, n_out);
+        record("first3x3 clones vs double", ei);
+        if (!(ei <= TOL_DIRECT)) fail_msg("first3x3 clone %d: %s: error %.3g", isa, what, ei);
+        gbuf_free(&gi);
+    }
 
     gbuf go2;
     float *out2 = gbuf_alloc(&go2, n_out);
