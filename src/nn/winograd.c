@@ -33,7 +33,7 @@
  *   where they are many: each product packs and streams U_e (in_c * out_c floats) for the
  *   block's tiles. At 512 channels the products of 13 tiles ran at 27 GFLOP/s, of 256 at 94; a
  *   512->512 layer with a 56x56 output took 376 ms with 1 MiB blocks, 52 ms with 256 tiles
- *   (im2col: ~150 ms). The workspace is bounded by the channels then, not by the image.
+ *   (im2col: 198 ms). The workspace is bounded by the channels then, not by the image.
  * - Whole tile rows per block where a row fits: every run of one tile row costs a dozen short
  *   loops in the transforms. Otherwise multiples of 16 tiles, the kernel's unroll (64
  *   channels: 154 GFLOP/s at 32 tiles, 92 at 27). */
@@ -476,13 +476,15 @@ void ms_nn_conv2d_winograd_forward_isa(const ms_conv2d *p, const ms_tensor *in, 
 }
 
 /* Measured with bench_winograd and a grid of layers (min of 3 x 15-30 runs, 1 thread, Xeon,
- * OpenBLAS 0.3.21 SkylakeX kernels; im2col time / Winograd time, bias + ReLU):
+ * OpenBLAS 0.3.21 SkylakeX kernels; im2col time / Winograd time, bias + ReLU; C@N is C
+ * channels in and out at an N x N output; im2col as before its tasks of output-channel shares,
+ * which since cost it 1.2-1.6x at 256-512 channels on 7-14 px in one thread):
  *   channels in = out   1 tile  4 tiles  9 tiles  16 tiles   many
- *   16-64               1.0-1.5 1.2-1.6                       1.7-3.5 (e.g. 64@128: 2.9)
- *   128                 1.28    1.58     1.19                 2.3-3.3
- *   256                 0.85    1.42     1.10     1.72
+ *   16-64               1.0-1.5 1.2-1.6                       2.5-3.1 (32@256, 64@128, 64@56)
+ *   128                 1.28    1.58     1.19                 2.3-2.8 (128@28, 128@64)
+ *   256                 0.85    1.42     1.10     1.6-1.7
  *   384                         1.32     1.03     1.36
- *   512                 0.81    0.55     0.56-0.85 1.30-2.21  2.9 (@28), 2.9 (@56)
+ *   512                 0.81    0.55     0.56-0.85 1.30-2.21  2.5 (@28), 3.7 (@56)
  * With few tiles a layer is bound by streaming the transformed weights (36 * in * out floats,
  * 4x im2col's 9), which only pays with enough tiles to share them. Fewer input and output
  * channels favour Winograd (2-3x at 4-16 channels, 128x128), down to 1.1-1.3x at 1-2 input
