@@ -33,8 +33,8 @@ over channels, mul and fc (a ones vector summing the HW positions), so the expor
 is exactly what was trained, calibrated and thresholded (score_kind=logit). Exporting global
 max pooling of an LSE-trained map instead would change the score after calibration.
 
-Decisions: input 256 (--size): 1/16 map cells of 16 px; about 0.33 GFLOP per scan at 256
-(1.3 at 512), far below the 10 GFLOP budget. Normalisation fixed at (x - 0.5) / 0.25 (metadata
+Decisions: input 256 (--size): 1/16 map cells of 16 px; about 0.80 GFLOP per scan at 256
+(3.2 at 512), far below the 10 GFLOP budget. Normalisation fixed at (x - 0.5) / 0.25 (metadata
 norm_mean=0.5, norm_std=0.25). Each epoch shows every adult training image once plus as many
 pediatric train images drawn at random (--ped-ratio 1), so the adult domain, where the
 pediatric-only model failed (AUROC 0.42-0.47), is half of what the network sees. AdamW
@@ -336,8 +336,9 @@ def train_model(adult_imgs, adult_y, ped_imgs, ped_y, args, device, seed, log):
 def git_commit():
     try:
         c = subprocess.check_output(["git", "-C", ROOT, "rev-parse", "HEAD"], text=True).strip()
-        dirty = subprocess.call(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--",
-                                 "scripts/train_cxr.py", "scripts/cxr_data.py"]) != 0
+        dirty = subprocess.check_output(
+            ["git", "-C", ROOT, "status", "--porcelain", "--", "scripts/train_cxr.py",
+             "scripts/cxr_data.py", "scripts/export_cxr.py"], text=True).strip() != ""
         return c + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
