@@ -8,6 +8,7 @@
  * Padding must be at most half the kernel (PyTorch's rule), so no window is empty. */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 #include <stdint.h>
 
 #include "medscreen/core.h"
@@ -78,6 +79,11 @@ static void interior(int32_t in, int32_t k, int32_t stride, int32_t pad0, int32_
     *o1 = (int32_t)b;
 }
 
+enum { VMAX_W = 4096 }; /* widest row the max-pooling fast path keeps on the stack */
+
+/* max(a, b) that returns NaN when either is NaN, as max_window does. */
+static inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
+
 static inline float max_window(const float *restrict s, int32_t in_w, int32_t y0, int32_t y1,
                                int32_t x0, int32_t x1) {
     float m = -INFINITY;
@@ -126,9 +132,28 @@ static void pool_plane(const ms_pool2d *p, const float *restrict s, int32_t in_h
 
         /* Interior columns: the whole kernel width lies inside the input. */
         const float inner_div = (float)(hy * kw);
-        for (int32_t ox = ix0; ox < ix1; ox++) {
+        if (is_max && ix1 > ix0 && in_w <= VMAX_W && cy1 > cy0) {
+            /* The window rows' element-wise maximum first (one vectorisable pass per row),
+             * then each window is kw values of that row instead of kh * kw: ResNet's 3x3/s2
+             * stem pooling took 4.9 ms of a 41 ms run with the per-window loop. */
+            float vmax[VMAX_W];
+            const float *restrict r0 = s + (size_t)cy0 * (size_t)in_w;
+            memcpy(vmax, r0, (size_t)in_w * sizeof(float));
+            for (int32_t y = cy0 + 1; y < cy1; y++) {
+                const float *restrict r = s + (size_t)y * (size_t)in_w;
+                for (int32_t x = 0; x < in_w; x++) vmax[x] = nan_max(vmax[x], r[x]);
+            }
+            for (int32_t ox = ix0; ox < ix1; ox++) {
+                const int32_t x0 = (int32_t)(ox * sw - pad_l);
+                float m = vmax[x0];
+                for (int32_t x = x0 + 1; x < x0 + p->kw; x++) m = nan_max(m, vmax[x]);
+                row[ox] = m;
+            }
+        } else {
+            for (int32_t ox = ix0; ox < ix1; ox++) {
             const int32_t x0 = (int32_t)(ox * sw - pad_l);
-            row[ox] = pool_one(is_max, s, in_w, cy0, cy1, x0, x0 + p->kw, inner_div);
+                row[ox] = pool_one(is_max, s, in_w, cy0, cy1, x0, x0 + p->kw, inner_div);
+            }
         }
         /* Border columns: clip each window. */
         for (int32_t ox = 0; ox < out_w; ox++) {

@@ -1105,6 +1105,42 @@ static void test_report(void **state) {
                       worst_tab[i].err, worst_tab[i].cases);
 }
 
+/* Max pooling propagates NaN (as PyTorch does) on interior and border windows, also through
+ * the row-maximum fast path, and a window without NaN is unaffected by a NaN elsewhere. */
+static void test_maxpool_nan(void **state) {
+    (void)state;
+    enum { H = 9, W = 11 };
+    float x[H * W], y[5 * 6];
+    for (int i = 0; i < H * W; i++) x[i] = (float)(i % 7) - 3.0f;
+    x[4 * W + 5] = NAN; /* interior: rows 3-5, cols 4-6 */
+    x[0] = NAN;         /* the top-left border window */
+    ms_pool2d p = {MS_POOL_MAX, 3, 3, 2, 2, 1, 1, 1, 1, false, true};
+    int32_t oh, ow;
+    assert_int_equal(ms_pool2d_shape(&p, H, W, &oh, &ow, NULL), MS_OK);
+    assert_true(oh == 5 && ow == 6);
+    ms_tensor tin = {1, 1, H, W, x}, tout = {1, 1, oh, ow, y};
+    ms_pool2d_forward(&p, &tin, &tout);
+    for (int32_t oy = 0; oy < oh; oy++)
+        for (int32_t ox = 0; ox < ow; ox++) {
+            bool has_nan = false;
+            float m = -INFINITY;
+            for (int32_t ky = 0; ky < 3; ky++)
+                for (int32_t kx = 0; kx < 3; kx++) {
+                    int32_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                    float v = x[iy * W + ix];
+                    if (isnan(v)) has_nan = true;
+                    else if (v > m) m = v;
+                }
+            float got = y[oy * ow + ox];
+            if (has_nan) {
+                if (!isnan(got)) fail_msg("window (%d,%d) holds a NaN, got %g", oy, ox, (double)got);
+            } else if (got != m) {
+                fail_msg("window (%d,%d): got %g, want %g", oy, ox, (double)got, (double)m);
+            }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_act),
@@ -1123,6 +1159,7 @@ int main(void) {
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_fc),
         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_maxpool_nan),
         cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
