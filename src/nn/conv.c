@@ -366,10 +366,11 @@ MS_NN_TARGET_AVX2 static void conv_first3x3_avx2(const ms_conv2d *p, const conv_
  * threads computes the same bits. Per image: depthwise, one task per channel; first layer,
  * FIRST_ROWS output rows; pointwise, POINTWISE_COLS output columns of a group; im2col, one
  * band of a group, and when a layer has fewer than MIN_TASKS bands (deep layers on small
- * maps, e.g. ResNet-18's 512 channels at 7x7 are one band) also a share of the output
- * channels, each share filling the band's columns itself (the copy is cheap next to the
- * product). */
-enum { FIRST_ROWS = 8, POINTWISE_COLS = 4096, MIN_TASKS = 4, MIN_SHARE = 32 };
+ * maps, e.g. ResNet-18's 512 channels at 7x7 are one band) also a share of at least
+ * MIN_SHARE output channels, each share filling the band's columns itself. Shares cost the
+ * single-threaded run (ResNet-18, 1 thread: 32.9 ms without them, 38.4 with up to 4 shares of
+ * 32+ channels, 34.4 with up to 2 of 128+), so there are just enough for two threads. */
+enum { FIRST_ROWS = 8, POINTWISE_COLS = 4096, MIN_TASKS = 2, MIN_SHARE = 128 };
 
 typedef struct conv_job {
     const ms_conv2d *p;
