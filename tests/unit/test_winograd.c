@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "guard_buf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,42 +54,7 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-/* ---- guarded buffers ---- */
-
-enum { GUARD = 64 };
-static const uint32_t GUARD_BITS = 0x7fa5a5a5u; /* a NaN payload no kernel produces */
-
-typedef struct gbuf {
-    float *base, *p;
-    size_t n;
-} gbuf;
-
-/* n floats between two guard zones, set to NaN (or to a pattern for workspaces). */
-static float *gbuf_alloc(gbuf *g, size_t n) {
-    g->n = n;
-    g->base = xmalloc((n + 2 * GUARD) * sizeof(float));
-    for (size_t i = 0; i < GUARD; i++) {
-        memcpy(&g->base[i], &GUARD_BITS, sizeof GUARD_BITS);
-        memcpy(&g->base[GUARD + n + i], &GUARD_BITS, sizeof GUARD_BITS);
-    }
-    g->p = g->base + GUARD;
-    for (size_t i = 0; i < n; i++) g->p[i] = NAN;
-    return g->p;
-}
-
-static void gbuf_check(const gbuf *g, const char *what) {
-    for (size_t i = 0; i < GUARD; i++) {
-        if (memcmp(&g->base[i], &GUARD_BITS, sizeof GUARD_BITS) != 0)
-            fail_msg("%s: write %zu floats before the buffer", what, GUARD - i);
-        if (memcmp(&g->base[GUARD + g->n + i], &GUARD_BITS, sizeof GUARD_BITS) != 0)
-            fail_msg("%s: write %zu floats past the end", what, i);
-    }
-}
-
-static void gbuf_free(gbuf *g) {
-    free(g->base);
-    g->base = g->p = NULL;
-}
+/* ---- guarded buffers: guard_buf.h ---- */
 
 /* ---- error bookkeeping ---- */
 
