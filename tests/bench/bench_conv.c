@@ -39,22 +39,6 @@ static const layer layers[] = {
 };
 enum { N_LAYERS = sizeof layers / sizeof layers[0] };
 
-static void fill(float *x, size_t n, uint32_t seed) {
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
-    }
-}
-
-static float *alloc_floats(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) {
-        fprintf(stderr, "bench_conv: out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
 
 int main(int argc, char **argv) {
     uint32_t runs = 30, threads = 0;
@@ -93,12 +77,12 @@ int main(int argc, char **argv) {
         const size_t n_in = (size_t)L->in_c * (size_t)L->in_hw * (size_t)L->in_hw;
         const size_t n_out = (size_t)L->out_c * (size_t)oh * (size_t)ow;
         const size_t k = (size_t)L->in_c * (size_t)L->k * (size_t)L->k;
-        float *in = alloc_floats(n_in), *out = alloc_floats(n_out);
-        float *w = alloc_floats((size_t)L->out_c * k), *b = alloc_floats((size_t)L->out_c);
-        float *work = ws ? alloc_floats(ws) : NULL;
-        fill(in, n_in, 1u + (uint32_t)li);
-        fill(w, (size_t)L->out_c * k, 100u + (uint32_t)li);
-        fill(b, (size_t)L->out_c, 200u + (uint32_t)li);
+        float *in = bench_alloc_floats(n_in), *out = bench_alloc_floats(n_out);
+        float *w = bench_alloc_floats((size_t)L->out_c * k), *b = bench_alloc_floats((size_t)L->out_c);
+        float *work = ws ? bench_alloc_floats(ws) : NULL;
+        bench_fill(in, n_in, 1u + (uint32_t)li);
+        bench_fill(w, (size_t)L->out_c * k, 100u + (uint32_t)li);
+        bench_fill(b, (size_t)L->out_c, 200u + (uint32_t)li);
         ms_tensor ti = {1, L->in_c, L->in_hw, L->in_hw, in}, to = {1, L->out_c, oh, ow, out};
 
         ms_conv2d_forward(&p, &ti, w, b, &to, work); /* warm-up: page faults, BLAS threads */

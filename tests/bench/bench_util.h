@@ -1,5 +1,5 @@
-/* Shared by the benchmark programs: a monotonic clock, quantiles of run times, and the CPU
- * model for the JSON lines. */
+/* Shared by the benchmark programs: a monotonic clock, quantiles of run times, the CPU model
+ * for the JSON lines, and seeded test data in 64-byte aligned buffers. */
 #ifndef MEDSCREEN_BENCH_UTIL_H
 #define MEDSCREEN_BENCH_UTIL_H
 
@@ -47,6 +47,25 @@ static void cpu_model(char *out, size_t size) {
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
     for (char *p = out; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) *p = ' ';
+}
+
+/* n pseudo-random floats in [-1, 1), the same for the same seed. */
+static inline void bench_fill(float *x, size_t n, uint32_t seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+    }
+}
+
+/* n floats, 64-byte aligned; exits on failure (a benchmark, not the library). */
+static inline float *bench_alloc_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) {
+        fprintf(stderr, "benchmark: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
 }
 
 #endif

@@ -40,22 +40,6 @@ enum { N_LAYERS = sizeof layers / sizeof layers[0], MAX_THREADS = 8 };
 typedef enum method { M_IM2COL = 0, M_WINOGRAD, M_DIRECT, N_METHODS } method;
 static const char *const method_names[] = {"im2col", "winograd", "direct"};
 
-static void fill(float *x, size_t n, uint32_t seed) {
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
-    }
-}
-
-static float *alloc_floats(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) {
-        fprintf(stderr, "bench_winograd: out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
 
 static double rel_diff(const float *a, const float *ref, size_t n) {
     double md = 0, mr = 0;
@@ -127,14 +111,14 @@ int main(int argc, char **argv) {
             const size_t ws_gen = ms_conv2d_workspace(&p, L->hw, L->hw);
             const size_t ws_wino = ms_conv2d_winograd_workspace(&p, L->hw, L->hw);
             const size_t n_u = ms_conv2d_winograd_weight_floats(&p);
-            float *in = alloc_floats(n_in), *w = alloc_floats(n_w),
-                  *b = alloc_floats((size_t)L->out_c);
-            float *u = alloc_floats(n_u), *ws = alloc_floats(ws_gen > ws_wino ? ws_gen : ws_wino);
+            float *in = bench_alloc_floats(n_in), *w = bench_alloc_floats(n_w),
+                  *b = bench_alloc_floats((size_t)L->out_c);
+            float *u = bench_alloc_floats(n_u), *ws = bench_alloc_floats(ws_gen > ws_wino ? ws_gen : ws_wino);
             float *out[N_METHODS];
-            for (int m = 0; m < N_METHODS; m++) out[m] = alloc_floats(n_out);
-            fill(in, n_in, 1u + (uint32_t)li);
-            fill(w, n_w, 100u + (uint32_t)li);
-            fill(b, (size_t)L->out_c, 200u + (uint32_t)li);
+            for (int m = 0; m < N_METHODS; m++) out[m] = bench_alloc_floats(n_out);
+            bench_fill(in, n_in, 1u + (uint32_t)li);
+            bench_fill(w, n_w, 100u + (uint32_t)li);
+            bench_fill(b, (size_t)L->out_c, 200u + (uint32_t)li);
             ms_conv2d_winograd_weights(&p, w, u);
             ms_tensor ti_ = {1, L->in_c, L->hw, L->hw, in};
             const bool has[N_METHODS] = {true, true, L->in_c == 1};
