@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "guard_buf.h"
+#include "nn_ref.h"
 
 #include <float.h>
 #include <math.h>
@@ -92,18 +93,7 @@ static void check_close(const char *op, const float *ours, const double *ref, si
 
 /* ---- activations ---- */
 
-static double act_ref(ms_act act, double alpha, double x) {
-    switch (act) {
-    case MS_ACT_NONE: return x;
-    case MS_ACT_RELU: return x > 0 ? x : 0;
-    case MS_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case MS_ACT_SILU: return x / (1.0 + exp(-x));
-    case MS_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case MS_ACT_TANH: return tanh(x);
-    case MS_ACT_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    }
-    return NAN;
-}
+/* act_ref: nn_ref.h */
 
 static const char *act_name(ms_act a) {
     static const char *names[] = {"none", "relu", "leaky_relu", "silu", "sigmoid", "tanh", "gelu"};

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "guard_buf.h"
+#include "nn_ref.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -108,18 +109,7 @@ static double rel_err_f(const float *got, const float *ref, size_t n) {
 
 /* ---- reference ---- */
 
-static double act_ref(ms_act act, double alpha, double x) {
-    switch (act) {
-    case MS_ACT_NONE: return x;
-    case MS_ACT_RELU: return x > 0 ? x : 0;
-    case MS_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case MS_ACT_SILU: return x / (1.0 + exp(-x));
-    case MS_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case MS_ACT_TANH: return tanh(x);
-    case MS_ACT_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    }
-    return NAN;
-}
+/* act_ref: nn_ref.h */
 
 /* Convolution (groups 1, any kernel, stride and dilation) in double, then the activation. */
 static void conv_ref(const ms_conv2d *p, int32_t batch, int32_t in_h, int32_t in_w, const float *in,
