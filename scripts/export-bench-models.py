@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from torch_helpers import randomise_bn
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"screener": (1, 512, 512), "resnet18": (3, 224, 224)}
 
@@ -51,18 +53,6 @@ def build(name):
         import torchvision
         return torchvision.models.resnet18(weights=None)
     raise ValueError("unknown network " + name)
-
-
-def randomise_bn(m, g):
-    """Non-trivial batch-norm parameters and running statistics."""
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            c = mod.num_features
-            with torch.no_grad():
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.rand(c, generator=g) - 0.5)
-                mod.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
-                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
 
 
 def flops_and_activations(model, x):

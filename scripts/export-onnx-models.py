@@ -31,6 +31,8 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+
+from torch_helpers import randomise_bn
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,18 +58,6 @@ except ImportError:  # an equivalent of torchvision's BasicBlock
             out = self.relu(self.bn1(self.conv1(x)))
             out = self.bn2(self.conv2(out))
             return self.relu(out + idt)
-
-
-def randomise_bn(m, g):
-    """Non-trivial running statistics, so folding is really tested."""
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            c = mod.num_features
-            with torch.no_grad():
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.rand(c, generator=g) - 0.5)
-                mod.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
-                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
 
 
 class Fcn(nn.Module):
