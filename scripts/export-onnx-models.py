@@ -215,6 +215,7 @@ def main():
             m = fn()
             write_case(out, name, m, (1, 3, 224, 224), 13)
         return
+    torch.manual_seed(0)  # Fcn's layers draw their initial weights when it is built
     fcn = Fcn()
     write_case(out, "fcn", fcn, (1, 1, 48, 40), 13, preserve=True, fold=(fcn.conv1, fcn.bn1))
     res = ResNetSmall()
