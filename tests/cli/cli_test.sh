@@ -739,6 +739,28 @@ PY
         --output "$D/y2.npy"
     expect_rc 0
     cmp -s "$D/y.npy" "$D/y2.npy" || fail "--output-name of the first output changed the result"
+    # --threads N gives the same bits as one thread; --direct is the reference arithmetic
+    # (within the fast-path bound of the default run); bad thread counts are usage errors
+    for t in 2 3; do
+        run model run "$G/model.msm" --input "$G/input.npy" --output "$D/yt$t.npy" --threads $t
+        expect_rc 0
+        cmp -s "$D/y.npy" "$D/yt$t.npy" || fail "--threads $t changed the output"
+    done
+    run model run "$G/model.msm" --input "$G/input.npy" --output "$D/yd.npy" --direct --threads 2
+    expect_rc 0
+    "$PY" - "$D/yd.npy" "$D/y.npy" "$G/output.npy" <<'PY' || fail "--direct output wrong"
+import sys
+import numpy as np
+d, f, ref = (np.load(p) for p in sys.argv[1:])
+assert np.abs(d - ref).max() / np.abs(ref).max() <= 1e-5
+assert np.abs(d - f).max() / np.abs(ref).max() <= 1e-4
+PY
+    for bad in 0 -1 x 257; do
+        run model run "$G/model.msm" --input "$G/input.npy" --output "$D/yb.npy" --threads "$bad"
+        expect_rc 2
+        err_has "--threads '$bad' is not a number from 1 to 256"
+    done
+    [ ! -e "$D/yb.npy" ] || fail "a usage error wrote an output"
     run model run "$G/model.msm" --input "$G/input.npy" --output "$D/y3.npy" --output-name nope
     expect_rc 4
     err_has "no output named 'nope'"
