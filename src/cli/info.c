@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "json.h"
+#include "medscreen/json.h"
 #include "medscreen/core.h"
 #include "medscreen/loader.h"
 
@@ -162,22 +162,22 @@ static px_stats image_stats(const ms_image *img) {
     return s;
 }
 
-static bool write_buf(const cli_buf *b) {
+static bool write_buf(const ms_buf *b) {
     return b->len == 0 || fwrite(b->p, 1, b->len, stdout) == b->len;
 }
 
-static void json_common(cli_json *o, const char *path, const char *status) {
-    cli_json_int(o, "schema_version", INFO_SCHEMA_VERSION);
-    cli_json_str(o, "path", path);
-    cli_json_str(o, "status", status);
+static void json_common(ms_json *o, const char *path, const char *status) {
+    ms_json_int(o, "schema_version", INFO_SCHEMA_VERSION);
+    ms_json_str(o, "path", path);
+    ms_json_str(o, "status", status);
 }
 
 /* Renders o as one JSON line on stdout and frees it. */
-static int emit_json(cli_json *o) {
-    cli_buf b = {0};
-    bool ok = cli_json_render(o, &b);
-    cli_json_free(o);
-    cli_buf_append(&b, "\n", 1);
+static int emit_json(ms_json *o) {
+    ms_buf b = {0};
+    bool ok = ms_json_render(o, &b);
+    ms_json_free(o);
+    ms_buf_append(&b, "\n", 1);
     int rc = INFO_OK;
     if (!ok || b.oom) {
         cli_diag("out of memory while writing JSON");
@@ -185,140 +185,140 @@ static int emit_json(cli_json *o) {
     } else if (!write_buf(&b)) {
         rc = INFO_FATAL;
     }
-    cli_buf_free(&b);
+    ms_buf_free(&b);
     return rc;
 }
 
 static int emit_json_ok(const char *path, uint32_t frame, uint32_t nframes, const ms_image *img) {
     const ms_provenance *p = &img->prov;
     px_stats st = image_stats(img);
-    cli_json o, sub;
-    cli_json_init(&o);
+    ms_json o, sub;
+    ms_json_init(&o);
     json_common(&o, path, "ok");
-    cli_json_str(&o, "format", ms_format_name(p->format));
-    cli_json_uint(&o, "frame", frame);
-    cli_json_uint(&o, "frame_count", nframes);
-    cli_json_int(&o, "width", img->width);
-    cli_json_int(&o, "height", img->height);
-    cli_json_int(&o, "channels", img->channels);
-    cli_json_str(&o, "transfer_syntax", p->transfer_syntax);
-    cli_json_str(&o, "photometric", p->photometric);
-    cli_json_str(&o, "color_conversion", p->color_conversion);
-    cli_json_uint(&o, "bits_allocated", p->bits_allocated);
-    cli_json_uint(&o, "bits_stored", p->bits_stored);
-    cli_json_uint(&o, "high_bit", p->high_bit);
-    cli_json_bool(&o, "signed", p->is_signed);
-    cli_json_uint(&o, "samples_per_pixel", p->samples_per_pixel);
-    cli_json_uint(&o, "planar_configuration", p->planar_configuration);
-    cli_json_bool(&o, "interlaced", p->interlaced);
+    ms_json_str(&o, "format", ms_format_name(p->format));
+    ms_json_uint(&o, "frame", frame);
+    ms_json_uint(&o, "frame_count", nframes);
+    ms_json_int(&o, "width", img->width);
+    ms_json_int(&o, "height", img->height);
+    ms_json_int(&o, "channels", img->channels);
+    ms_json_str(&o, "transfer_syntax", p->transfer_syntax);
+    ms_json_str(&o, "photometric", p->photometric);
+    ms_json_str(&o, "color_conversion", p->color_conversion);
+    ms_json_uint(&o, "bits_allocated", p->bits_allocated);
+    ms_json_uint(&o, "bits_stored", p->bits_stored);
+    ms_json_uint(&o, "high_bit", p->high_bit);
+    ms_json_bool(&o, "signed", p->is_signed);
+    ms_json_uint(&o, "samples_per_pixel", p->samples_per_pixel);
+    ms_json_uint(&o, "planar_configuration", p->planar_configuration);
+    ms_json_bool(&o, "interlaced", p->interlaced);
 
-    cli_json_init(&sub);
-    cli_json_str(&sub, "kind", ms_modality_lut_name(p->modality_lut));
-    cli_json_num(&sub, "slope", p->rescale_slope);
-    cli_json_num(&sub, "intercept", p->rescale_intercept);
-    cli_json_obj(&o, "modality_lut", &sub);
+    ms_json_init(&sub);
+    ms_json_str(&sub, "kind", ms_modality_lut_name(p->modality_lut));
+    ms_json_num(&sub, "slope", p->rescale_slope);
+    ms_json_num(&sub, "intercept", p->rescale_intercept);
+    ms_json_obj(&o, "modality_lut", &sub);
 
-    cli_json_init(&sub);
-    cli_json_str(&sub, "kind", ms_voi_kind_name(p->voi));
-    cli_json_str(&sub, "function", ms_voi_function_name(p->voi_function));
-    cli_json_num(&sub, "center", p->window_center);
-    cli_json_num(&sub, "width", p->window_width);
-    cli_json_uint(&sub, "index", p->voi_index);
-    cli_json_obj(&o, "voi", &sub);
+    ms_json_init(&sub);
+    ms_json_str(&sub, "kind", ms_voi_kind_name(p->voi));
+    ms_json_str(&sub, "function", ms_voi_function_name(p->voi_function));
+    ms_json_num(&sub, "center", p->window_center);
+    ms_json_num(&sub, "width", p->window_width);
+    ms_json_uint(&sub, "index", p->voi_index);
+    ms_json_obj(&o, "voi", &sub);
 
-    cli_json_str(&o, "inversion", ms_inversion_name(p->inversion));
+    ms_json_str(&o, "inversion", ms_inversion_name(p->inversion));
 
-    cli_json_init(&sub);
-    cli_json_str(&sub, "source", ms_spacing_source_name(p->spacing_source));
+    ms_json_init(&sub);
+    ms_json_str(&sub, "source", ms_spacing_source_name(p->spacing_source));
     if (p->spacing_source == MS_SPACING_NONE) {
-        cli_json_null(&sub, "row_mm");
-        cli_json_null(&sub, "col_mm");
+        ms_json_null(&sub, "row_mm");
+        ms_json_null(&sub, "col_mm");
     } else {
-        cli_json_num(&sub, "row_mm", p->spacing_row_mm);
-        cli_json_num(&sub, "col_mm", p->spacing_col_mm);
+        ms_json_num(&sub, "row_mm", p->spacing_row_mm);
+        ms_json_num(&sub, "col_mm", p->spacing_col_mm);
     }
-    cli_json_obj(&o, "pixel_spacing", &sub);
+    ms_json_obj(&o, "pixel_spacing", &sub);
 
-    cli_json_str(&o, "modality", p->modality);
-    cli_json_str(&o, "body_part", p->body_part);
-    cli_json_str(&o, "view_position", p->view_position);
-    cli_json_str(&o, "study_uid", p->study_uid);
-    cli_json_str(&o, "series_uid", p->series_uid);
-    cli_json_str(&o, "sop_uid", p->sop_uid);
-    cli_json_str(&o, "sop_class_uid", p->sop_class_uid);
+    ms_json_str(&o, "modality", p->modality);
+    ms_json_str(&o, "body_part", p->body_part);
+    ms_json_str(&o, "view_position", p->view_position);
+    ms_json_str(&o, "study_uid", p->study_uid);
+    ms_json_str(&o, "series_uid", p->series_uid);
+    ms_json_str(&o, "sop_uid", p->sop_uid);
+    ms_json_str(&o, "sop_class_uid", p->sop_class_uid);
 
-    cli_json_init(&sub);
-    cli_json_num(&sub, "min", st.min);
-    cli_json_num(&sub, "mean", st.mean);
-    cli_json_num(&sub, "max", st.max);
-    cli_json_obj(&o, "stats", &sub);
+    ms_json_init(&sub);
+    ms_json_num(&sub, "min", st.min);
+    ms_json_num(&sub, "mean", st.mean);
+    ms_json_num(&sub, "max", st.max);
+    ms_json_obj(&o, "stats", &sub);
     return emit_json(&o);
 }
 
 /* frame < 0: the input failed before a frame was chosen. */
 static int emit_json_error(const char *path, const ms_source *src, int64_t frame, uint32_t nframes,
                            const ms_err *err) {
-    cli_json o, sub;
-    cli_json_init(&o);
+    ms_json o, sub;
+    ms_json_init(&o);
     json_common(&o, path, "error");
-    if (src != NULL) cli_json_str(&o, "format", ms_format_name(ms_source_format(src)));
+    if (src != NULL) ms_json_str(&o, "format", ms_format_name(ms_source_format(src)));
     if (frame >= 0) {
-        cli_json_int(&o, "frame", frame);
-        cli_json_uint(&o, "frame_count", nframes);
+        ms_json_int(&o, "frame", frame);
+        ms_json_uint(&o, "frame_count", nframes);
     }
-    cli_json_init(&sub);
-    cli_json_str(&sub, "code", ms_status_name(err->status));
-    cli_json_str(&sub, "message", err->msg);
-    cli_json_obj(&o, "error", &sub);
+    ms_json_init(&sub);
+    ms_json_str(&sub, "code", ms_status_name(err->status));
+    ms_json_str(&sub, "message", err->msg);
+    ms_json_obj(&o, "error", &sub);
     return emit_json(&o);
 }
 
-static void row(cli_buf *b, const char *label) { cli_buf_printf(b, "  %-20s ", label); }
+static void row(ms_buf *b, const char *label) { ms_buf_printf(b, "  %-20s ", label); }
 
-static void row_text(cli_buf *b, const char *label, const char *untrusted) {
+static void row_text(ms_buf *b, const char *label, const char *untrusted) {
     row(b, label);
     if (untrusted[0] == '\0')
-        cli_buf_puts(b, "-");
+        ms_buf_puts(b, "-");
     else
-        cli_text_escape(b, untrusted);
-    cli_buf_puts(b, "\n");
+        ms_text_escape(b, untrusted);
+    ms_buf_puts(b, "\n");
 }
 
 static int emit_table(const char *path, uint32_t frame, uint32_t nframes, const ms_image *img) {
     const ms_provenance *p = &img->prov;
     px_stats st = image_stats(img);
-    cli_buf b = {0};
-    cli_text_escape(&b, path);
-    cli_buf_puts(&b, "\n");
+    ms_buf b = {0};
+    ms_text_escape(&b, path);
+    ms_buf_puts(&b, "\n");
     row_text(&b, "format", ms_format_name(p->format));
     row(&b, "frame");
-    cli_buf_printf(&b, "%" PRIu32 " of %" PRIu32 " (0-based)\n", frame, nframes);
+    ms_buf_printf(&b, "%" PRIu32 " of %" PRIu32 " (0-based)\n", frame, nframes);
     row(&b, "size");
-    cli_buf_printf(&b, "%dx%d x %d channel%s\n", (int)img->width, (int)img->height,
+    ms_buf_printf(&b, "%dx%d x %d channel%s\n", (int)img->width, (int)img->height,
                    (int)img->channels, img->channels == 1 ? "" : "s");
     row_text(&b, "transfer syntax", p->transfer_syntax);
     row_text(&b, "photometric", p->photometric);
     row(&b, "bits");
-    cli_buf_printf(&b, "allocated %u, stored %u, high bit %u, %s\n", (unsigned)p->bits_allocated,
+    ms_buf_printf(&b, "allocated %u, stored %u, high bit %u, %s\n", (unsigned)p->bits_allocated,
                    (unsigned)p->bits_stored, (unsigned)p->high_bit,
                    p->is_signed ? "signed" : "unsigned");
     row(&b, "samples per pixel");
-    cli_buf_printf(&b, "%u, planar configuration %u%s\n", (unsigned)p->samples_per_pixel,
+    ms_buf_printf(&b, "%u, planar configuration %u%s\n", (unsigned)p->samples_per_pixel,
                    (unsigned)p->planar_configuration, p->interlaced ? ", interlaced" : "");
     row_text(&b, "colour conversion", p->color_conversion);
     row(&b, "modality LUT");
-    cli_buf_printf(&b, "%s (slope %.6g, intercept %.6g)\n", ms_modality_lut_name(p->modality_lut),
+    ms_buf_printf(&b, "%s (slope %.6g, intercept %.6g)\n", ms_modality_lut_name(p->modality_lut),
                    p->rescale_slope, p->rescale_intercept);
     row(&b, "VOI");
-    cli_buf_printf(&b, "%s, %s, center %.6g, width %.6g, index %" PRIu32 "\n",
+    ms_buf_printf(&b, "%s, %s, center %.6g, width %.6g, index %" PRIu32 "\n",
                    ms_voi_kind_name(p->voi), ms_voi_function_name(p->voi_function),
                    p->window_center, p->window_width, p->voi_index);
     row_text(&b, "inversion", ms_inversion_name(p->inversion));
     row(&b, "pixel spacing");
     if (p->spacing_source == MS_SPACING_NONE)
-        cli_buf_puts(&b, "unknown\n");
+        ms_buf_puts(&b, "unknown\n");
     else
-        cli_buf_printf(&b, "%.6g x %.6g mm (row x column, %s)\n", p->spacing_row_mm,
+        ms_buf_printf(&b, "%.6g x %.6g mm (row x column, %s)\n", p->spacing_row_mm,
                        p->spacing_col_mm, ms_spacing_source_name(p->spacing_source));
     row_text(&b, "modality", p->modality);
     row_text(&b, "body part", p->body_part);
@@ -328,7 +328,7 @@ static int emit_table(const char *path, uint32_t frame, uint32_t nframes, const 
     row_text(&b, "SOP instance UID", p->sop_uid);
     row_text(&b, "SOP class UID", p->sop_class_uid);
     row(&b, "pixels min/mean/max");
-    cli_buf_printf(&b, "%.6g / %.6g / %.6g\n\n", st.min, st.mean, st.max);
+    ms_buf_printf(&b, "%.6g / %.6g / %.6g\n\n", st.min, st.mean, st.max);
     int rc = INFO_OK;
     if (b.oom) {
         cli_diag("out of memory while formatting output");
@@ -336,7 +336,7 @@ static int emit_table(const char *path, uint32_t frame, uint32_t nframes, const 
     } else if (!write_buf(&b)) {
         rc = INFO_FATAL;
     }
-    cli_buf_free(&b);
+    ms_buf_free(&b);
     return rc;
 }
 

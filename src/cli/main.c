@@ -7,23 +7,23 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
+#include "medscreen/json.h"
 #include "medscreen/loader.h"
 #include "medscreen/nn.h"
 
 static void vdiag(const char *fmt, va_list ap) {
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    cli_buf b = {0};
-    cli_buf_puts(&b, "medscreen: ");
-    cli_text_escape(&b, msg);
-    cli_buf_puts(&b, "\n");
+    ms_buf b = {0};
+    ms_buf_puts(&b, "medscreen: ");
+    ms_text_escape(&b, msg);
+    ms_buf_puts(&b, "\n");
     if (!b.oom) {
         fputs(b.p, stderr);
     } else {
         fputs("medscreen: out of memory while reporting an error\n", stderr);
     }
-    cli_buf_free(&b);
+    ms_buf_free(&b);
 }
 
 void cli_diag(const char *fmt, ...) {

@@ -1,4 +1,4 @@
-#include "json.h"
+#include "medscreen/json.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -10,14 +10,14 @@
 
 /* ---- buffer ---------------------------------------------------------------------------- */
 
-void cli_buf_free(cli_buf *b) {
+void ms_buf_free(ms_buf *b) {
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
     b->oom = false;
 }
 
-static bool buf_reserve(cli_buf *b, size_t extra) {
+static bool buf_reserve(ms_buf *b, size_t extra) {
     if (b->oom) return false;
     if (extra > SIZE_MAX - b->len - 1) {
         b->oom = true;
@@ -37,16 +37,16 @@ static bool buf_reserve(cli_buf *b, size_t extra) {
     return true;
 }
 
-void cli_buf_append(cli_buf *b, const char *s, size_t n) {
+void ms_buf_append(ms_buf *b, const char *s, size_t n) {
     if (!buf_reserve(b, n)) return;
     if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
 }
 
-void cli_buf_puts(cli_buf *b, const char *s) { cli_buf_append(b, s, strlen(s)); }
+void ms_buf_puts(ms_buf *b, const char *s) { ms_buf_append(b, s, strlen(s)); }
 
-void cli_buf_printf(cli_buf *b, const char *fmt, ...) {
+void ms_buf_printf(ms_buf *b, const char *fmt, ...) {
     char small[256];
     va_list ap;
     va_start(ap, fmt);
@@ -57,7 +57,7 @@ void cli_buf_printf(cli_buf *b, const char *fmt, ...) {
         return;
     }
     if ((size_t)n < sizeof small) {
-        cli_buf_append(b, small, (size_t)n);
+        ms_buf_append(b, small, (size_t)n);
         return;
     }
     if (!buf_reserve(b, (size_t)n)) return;
@@ -98,41 +98,41 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
     return len;
 }
 
-void cli_json_escape(cli_buf *b, const char *str) {
+void ms_json_escape(ms_buf *b, const char *str) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     size_t n = strlen(str);
-    cli_buf_append(b, "\"", 1);
+    ms_buf_append(b, "\"", 1);
     while (n > 0) {
         uint32_t cp;
         size_t len = utf8_seq(s, n, &cp);
         if (len == 0) {
-            cli_buf_append(b, "\\ufffd", 6);
+            ms_buf_append(b, "\\ufffd", 6);
             s++, n--;
             continue;
         }
         if (cp == '"') {
-            cli_buf_append(b, "\\\"", 2);
+            ms_buf_append(b, "\\\"", 2);
         } else if (cp == '\\') {
-            cli_buf_append(b, "\\\\", 2);
+            ms_buf_append(b, "\\\\", 2);
         } else if (cp == '\n') {
-            cli_buf_append(b, "\\n", 2);
+            ms_buf_append(b, "\\n", 2);
         } else if (cp == '\r') {
-            cli_buf_append(b, "\\r", 2);
+            ms_buf_append(b, "\\r", 2);
         } else if (cp == '\t') {
-            cli_buf_append(b, "\\t", 2);
+            ms_buf_append(b, "\\t", 2);
         } else if (cp < 0x20 || cp == 0x7F) {
             char esc[6] = {'\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15]};
-            cli_buf_append(b, esc, sizeof esc);
+            ms_buf_append(b, esc, sizeof esc);
         } else {
-            cli_buf_append(b, (const char *)s, len);
+            ms_buf_append(b, (const char *)s, len);
         }
         s += len, n -= len;
     }
-    cli_buf_append(b, "\"", 1);
+    ms_buf_append(b, "\"", 1);
 }
 
-void cli_text_escape(cli_buf *b, const char *str) {
+void ms_text_escape(ms_buf *b, const char *str) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     size_t n = strlen(str);
@@ -144,18 +144,18 @@ void cli_text_escape(cli_buf *b, const char *str) {
             if (len == 0) len = 1;
             for (size_t i = 0; i < len; i++) {
                 if (s[i] == '\n') {
-                    cli_buf_append(b, "\\n", 2);
+                    ms_buf_append(b, "\\n", 2);
                 } else if (s[i] == '\t') {
-                    cli_buf_append(b, "\\t", 2);
+                    ms_buf_append(b, "\\t", 2);
                 } else if (s[i] == '\r') {
-                    cli_buf_append(b, "\\r", 2);
+                    ms_buf_append(b, "\\r", 2);
                 } else {
                     char esc[4] = {'\\', 'x', hex[s[i] >> 4], hex[s[i] & 15]};
-                    cli_buf_append(b, esc, sizeof esc);
+                    ms_buf_append(b, esc, sizeof esc);
                 }
             }
         } else {
-            cli_buf_append(b, (const char *)s, len);
+            ms_buf_append(b, (const char *)s, len);
         }
         s += len, n -= len;
     }
@@ -163,20 +163,20 @@ void cli_text_escape(cli_buf *b, const char *str) {
 
 /* ---- objects ---------------------------------------------------------------------------- */
 
-void cli_json_init(cli_json *o) {
+void ms_json_init(ms_json *o) {
     o->m = NULL;
     o->n = o->cap = 0;
     o->oom = false;
 }
 
-void cli_json_free(cli_json *o) {
+void ms_json_free(ms_json *o) {
     for (size_t i = 0; i < o->n; i++) free(o->m[i].value);
     free(o->m);
-    cli_json_init(o);
+    ms_json_init(o);
 }
 
 /* Takes ownership of value (NULL means an allocation already failed). */
-static void json_add(cli_json *o, const char *key, char *value) {
+static void json_add(ms_json *o, const char *key, char *value) {
     if (value == NULL) o->oom = true;
     if (o->oom) {
         free(value);
@@ -184,7 +184,7 @@ static void json_add(cli_json *o, const char *key, char *value) {
     }
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 16;
-        cli_json_member *m = NULL;
+        ms_json_member *m = NULL;
         if (cap <= SIZE_MAX / sizeof *m) m = realloc(o->m, cap * sizeof *m);
         if (m == NULL) {
             o->oom = true;
@@ -200,9 +200,9 @@ static void json_add(cli_json *o, const char *key, char *value) {
 }
 
 /* Detaches the buffer's bytes as a string, or NULL if it ran out of memory. */
-static char *buf_take(cli_buf *b) {
+static char *buf_take(ms_buf *b) {
     if (b->oom || b->p == NULL) {
-        cli_buf_free(b);
+        ms_buf_free(b);
         return NULL;
     }
     char *p = b->p;
@@ -218,19 +218,19 @@ static char *dup_literal(const char *s) {
     return p;
 }
 
-void cli_json_str(cli_json *o, const char *key, const char *s) {
+void ms_json_str(ms_json *o, const char *key, const char *s) {
     if (s == NULL) {
-        cli_json_null(o, key);
+        ms_json_null(o, key);
         return;
     }
-    cli_buf b = {0};
-    cli_json_escape(&b, s);
+    ms_buf b = {0};
+    ms_json_escape(&b, s);
     json_add(o, key, buf_take(&b));
 }
 
-void cli_json_num(cli_json *o, const char *key, double v) {
+void ms_json_num(ms_json *o, const char *key, double v) {
     if (!isfinite(v)) {
-        cli_json_null(o, key);
+        ms_json_null(o, key);
         return;
     }
     char tmp[40];
@@ -238,39 +238,39 @@ void cli_json_num(cli_json *o, const char *key, double v) {
     json_add(o, key, dup_literal(tmp));
 }
 
-void cli_json_int(cli_json *o, const char *key, int64_t v) {
+void ms_json_int(ms_json *o, const char *key, int64_t v) {
     char tmp[24];
     snprintf(tmp, sizeof tmp, "%" PRId64, v);
     json_add(o, key, dup_literal(tmp));
 }
 
-void cli_json_uint(cli_json *o, const char *key, uint64_t v) {
+void ms_json_uint(ms_json *o, const char *key, uint64_t v) {
     char tmp[24];
     snprintf(tmp, sizeof tmp, "%" PRIu64, v);
     json_add(o, key, dup_literal(tmp));
 }
 
-void cli_json_bool(cli_json *o, const char *key, bool v) {
+void ms_json_bool(ms_json *o, const char *key, bool v) {
     json_add(o, key, dup_literal(v ? "true" : "false"));
 }
 
-void cli_json_null(cli_json *o, const char *key) { json_add(o, key, dup_literal("null")); }
+void ms_json_null(ms_json *o, const char *key) { json_add(o, key, dup_literal("null")); }
 
-void cli_json_obj(cli_json *o, const char *key, cli_json *child) {
-    cli_buf b = {0};
-    bool ok = cli_json_render(child, &b);
-    cli_json_free(child);
+void ms_json_obj(ms_json *o, const char *key, ms_json *child) {
+    ms_buf b = {0};
+    bool ok = ms_json_render(child, &b);
+    ms_json_free(child);
     if (!ok) {
-        cli_buf_free(&b);
+        ms_buf_free(&b);
         json_add(o, key, NULL);
         return;
     }
     json_add(o, key, buf_take(&b));
 }
 
-void cli_json_raw(cli_json *o, const char *key, cli_buf *rendered) {
+void ms_json_raw(ms_json *o, const char *key, ms_buf *rendered) {
     if (rendered->oom) {
-        cli_buf_free(rendered);
+        ms_buf_free(rendered);
         json_add(o, key, NULL);
         return;
     }
@@ -278,21 +278,21 @@ void cli_json_raw(cli_json *o, const char *key, cli_buf *rendered) {
 }
 
 static int member_cmp(const void *a, const void *b) {
-    return strcmp(((const cli_json_member *)a)->key, ((const cli_json_member *)b)->key);
+    return strcmp(((const ms_json_member *)a)->key, ((const ms_json_member *)b)->key);
 }
 
-bool cli_json_render(cli_json *o, cli_buf *out) {
+bool ms_json_render(ms_json *o, ms_buf *out) {
     if (o->oom) return false;
     if (o->n > 1) qsort(o->m, o->n, sizeof *o->m, member_cmp);
-    cli_buf_append(out, "{", 1);
+    ms_buf_append(out, "{", 1);
     for (size_t i = 0; i < o->n; i++) {
         /* Duplicate keys are a programming error in the CLI, never input-driven. */
         assert(i == 0 || strcmp(o->m[i - 1].key, o->m[i].key) != 0);
-        if (i) cli_buf_append(out, ",", 1);
-        cli_json_escape(out, o->m[i].key);
-        cli_buf_append(out, ":", 1);
-        cli_buf_puts(out, o->m[i].value);
+        if (i) ms_buf_append(out, ",", 1);
+        ms_json_escape(out, o->m[i].key);
+        ms_buf_append(out, ":", 1);
+        ms_buf_puts(out, o->m[i].value);
     }
-    cli_buf_append(out, "}", 1);
+    ms_buf_append(out, "}", 1);
     return !out->oom;
 }

@@ -8,23 +8,23 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "medscreen/json.h"
 
 static void expect_escape(const char *in, const char *want) {
-    cli_buf b = {0};
-    cli_json_escape(&b, in);
+    ms_buf b = {0};
+    ms_json_escape(&b, in);
     assert_false(b.oom);
     assert_string_equal(b.p, want);
-    cli_buf_free(&b);
+    ms_buf_free(&b);
 }
 
 static void expect_text(const char *in, const char *want) {
-    cli_buf b = {0};
-    cli_text_escape(&b, in);
-    cli_buf_puts(&b, ""); /* an empty input still leaves a terminated buffer */
+    ms_buf b = {0};
+    ms_text_escape(&b, in);
+    ms_buf_puts(&b, ""); /* an empty input still leaves a terminated buffer */
     assert_false(b.oom);
     assert_string_equal(b.p ? b.p : "", want);
-    cli_buf_free(&b);
+    ms_buf_free(&b);
 }
 
 static void test_escape_ascii(void **state) {
@@ -65,33 +65,33 @@ static void test_text_escape(void **state) {
 
 static void test_object_sorted(void **state) {
     (void)state;
-    cli_json o, sub;
-    cli_json_init(&o);
-    cli_json_str(&o, "zeta", "z");
-    cli_json_int(&o, "alpha", -3);
-    cli_json_uint(&o, "mid", UINT64_MAX);
-    cli_json_bool(&o, "beta", true);
-    cli_json_null(&o, "gamma");
-    cli_json_str(&o, "nullstr", NULL);
-    cli_json_init(&sub);
-    cli_json_num(&sub, "y", 0.1);
-    cli_json_num(&sub, "x", 1e-7);
-    cli_json_num(&sub, "big", 123456789.0);
-    cli_json_num(&sub, "nan", NAN);
-    cli_json_num(&sub, "inf", -INFINITY);
-    cli_json_num(&sub, "int", 42.0);
-    cli_json_obj(&o, "obj", &sub);
-    cli_json empty;
-    cli_json_init(&empty);
-    cli_json_obj(&o, "empty", &empty);
-    cli_buf b = {0};
-    assert_true(cli_json_render(&o, &b));
+    ms_json o, sub;
+    ms_json_init(&o);
+    ms_json_str(&o, "zeta", "z");
+    ms_json_int(&o, "alpha", -3);
+    ms_json_uint(&o, "mid", UINT64_MAX);
+    ms_json_bool(&o, "beta", true);
+    ms_json_null(&o, "gamma");
+    ms_json_str(&o, "nullstr", NULL);
+    ms_json_init(&sub);
+    ms_json_num(&sub, "y", 0.1);
+    ms_json_num(&sub, "x", 1e-7);
+    ms_json_num(&sub, "big", 123456789.0);
+    ms_json_num(&sub, "nan", NAN);
+    ms_json_num(&sub, "inf", -INFINITY);
+    ms_json_num(&sub, "int", 42.0);
+    ms_json_obj(&o, "obj", &sub);
+    ms_json empty;
+    ms_json_init(&empty);
+    ms_json_obj(&o, "empty", &empty);
+    ms_buf b = {0};
+    assert_true(ms_json_render(&o, &b));
     assert_string_equal(b.p, "{\"alpha\":-3,\"beta\":true,\"empty\":{},\"gamma\":null,"
                              "\"mid\":18446744073709551615,\"nullstr\":null,"
                              "\"obj\":{\"big\":1.23457e+08,\"inf\":null,\"int\":42,\"nan\":null,"
                              "\"x\":1e-07,\"y\":0.1},\"zeta\":\"z\"}");
-    cli_buf_free(&b);
-    cli_json_free(&o);
+    ms_buf_free(&b);
+    ms_json_free(&o);
 }
 
 static void test_buf_printf_long(void **state) {
@@ -99,14 +99,14 @@ static void test_buf_printf_long(void **state) {
     char big[1000];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    cli_buf b = {0};
-    cli_buf_printf(&b, "<%s>%d", big, 7);
+    ms_buf b = {0};
+    ms_buf_printf(&b, "<%s>%d", big, 7);
     assert_false(b.oom);
     assert_int_equal(b.len, 1 + 999 + 1 + 1);
     assert_int_equal(b.p[0], '<');
     assert_int_equal(b.p[1000], '>');
     assert_int_equal(b.p[1001], '7');
-    cli_buf_free(&b);
+    ms_buf_free(&b);
 }
 
 int main(void) {
