@@ -1,0 +1,124 @@
+/* report layer: what `medscreen scan` writes. Per scan a JSON report (schema
+ * src/report/scan-report.schema.json, "medscreen.scan/1") and an overlay PNG; per batch
+ * summary.json, summary.csv and report.html (a self-contained review page: inline CSS and
+ * script, thumbnails inline as data: URIs, links to the overlays by relative path, so it works
+ * offline from a file:// URL).
+ *
+ * The functions render into memory (ms_buf) or a caller's FILE; the CLI writes files
+ * atomically. Output is deterministic: the same results give the same bytes (timings are the
+ * only run-dependent fields, and only in the per-scan JSON and summary.json "timings").
+ * Thread-safe: no globals. */
+#ifndef MEDSCREEN_REPORT_H
+#define MEDSCREEN_REPORT_H
+#include <stdio.h>
+
+#include "medscreen/json.h"
+#include "medscreen/loader.h"
+#include "medscreen/score.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MS_REPORT_SCHEMA "medscreen.scan/1"
+#define MS_SUMMARY_SCHEMA "medscreen.summary/1"
+
+typedef enum ms_scan_status {
+    MS_SCAN_OK = 0,  /* scored */
+    MS_SCAN_SKIPPED, /* readable, but not what the model accepts (modality, body part, view) */
+    MS_SCAN_ERROR    /* could not be read or decoded or scored */
+} ms_scan_status;
+const char *ms_scan_status_name(ms_scan_status s); /* "ok", "skipped", "error" */
+
+/* What is the same for every scan of a batch. Strings are borrowed. */
+typedef struct ms_scan_context {
+    const char *tool_version;    /* MS_VERSION_STRING */
+    const char *model_path;      /* as given */
+    const char *model_name, *model_version; /* from the metadata; NULL: null */
+    const char *model_sha256;    /* 64 hex */
+    const char *operating_point; /* its name, or NULL with --threshold */
+    double threshold;            /* on the score's probability */
+    double region_threshold, region_low_threshold;
+    uint64_t min_region_px;
+} ms_scan_context;
+
+/* One scan (one frame of one input). Strings and arrays are borrowed. */
+typedef struct ms_scan_result {
+    const char *path;          /* as given (stdin list or walk) */
+    const char *stem;          /* output file stem: scans/<stem>.json, overlays/<stem>.png */
+    char input_sha256[65];     /* "" when the file could not be read */
+    uint64_t input_bytes;
+    uint32_t frame, frame_count; /* frame_count 0 when not decoded */
+    ms_scan_status status;
+    const char *reason_code;   /* skipped / error: a stable word ("modality", "format", ...) */
+    const char *reason;        /* skipped / error: the message, naming the file */
+    bool decoded;              /* prov, width and height are set */
+    ms_provenance prov;
+    int32_t width, height;
+    /* status ok only */
+    double score_value;        /* the raw score output */
+    double probability;        /* calibrated */
+    bool flagged;              /* probability >= context threshold */
+    uint32_t region_count;
+    const ms_region *regions;  /* ranked */
+    bool has_overlay;          /* overlays/<stem>.png and thumbs/<stem>.jpg were written */
+    /* seconds spent */
+    double t_read, t_decode, t_preprocess, t_infer, t_regions;
+} ms_scan_result;
+
+/* Appends the per-scan JSON document (one line, no trailing newline) to out. Schema:
+ * src/report/scan-report.schema.json. Returns false on allocation failure. */
+bool ms_report_scan_json(const ms_scan_context *ctx, const ms_scan_result *r, ms_buf *out);
+
+/* Overlay: the decoded image (grey, as the loader windowed it; RGB images as they are),
+ * scaled so the longer side is at most max_side (0: not scaled), the probability map as a
+ * heat map (transparent below low_threshold, more opaque and hotter towards 1), each region's
+ * outline with its rank and peak probability drawn in a built-in bitmap font. No text from the
+ * file is ever drawn. prob is img->width x img->height (NULL: no heat map).
+ * On success png holds a complete 8-bit RGB PNG. Errors: MS_EINVAL, MS_ENOMEM, MS_EINTERNAL. */
+ms_status ms_report_overlay_png(const ms_image *img, const float *prob, float low_threshold,
+                                const ms_region *regions, uint32_t region_count,
+                                int32_t max_side, ms_buf *png, ms_err *err);
+
+/* The same overlay as a small JPEG thumbnail (longer side max_side, quality 85). */
+ms_status ms_report_thumbnail_jpeg(const ms_image *img, const float *prob, float low_threshold,
+                                   const ms_region *regions, uint32_t region_count,
+                                   int32_t max_side, ms_buf *jpeg, ms_err *err);
+
+/* A scan as the batch outputs need it, kept in memory for the whole batch (small). */
+typedef struct ms_summary_row {
+    char *path, *stem;         /* owned by the caller's table */
+    ms_scan_status status;
+    char *reason_code, *reason;
+    uint32_t frame;
+    double probability;        /* NaN unless ok */
+    bool flagged;
+    bool has_overlay;
+    uint32_t region_count;     /* all regions found */
+    uint32_t kept_regions;     /* regions[] entries (at most MS_SUMMARY_REGIONS) */
+    ms_region regions[8];
+} ms_summary_row;
+#define MS_SUMMARY_REGIONS 8u
+
+typedef struct ms_summary_totals {
+    uint64_t scans, ok, flagged, skipped, errors;
+    bool interrupted;          /* the batch was stopped (signal); rows are partial */
+    double wall_seconds;
+} ms_summary_totals;
+
+/* Batch outputs. rows are in the order to print them (the CLI sorts by path, then frame).
+ * summary.json: schema src/report/summary.schema.json. summary.csv: a header line, then one
+ * line per row (RFC 4180 quoting). report.html: scans sorted by probability, highest first
+ * (errors and skipped last), thumbnails read from thumbs_dir/<stem>.jpg one at a time while
+ * writing (missing ones are drawn as a placeholder), overlays linked as overlays/<stem>.png.
+ * Errors: MS_EIO (write failed), MS_ENOMEM. */
+bool ms_report_summary_json(const ms_scan_context *ctx, const ms_summary_row *rows, size_t n,
+                            const ms_summary_totals *tot, ms_buf *out);
+bool ms_report_summary_csv(const ms_summary_row *rows, size_t n, ms_buf *out);
+ms_status ms_report_html_write(FILE *f, const ms_scan_context *ctx, const ms_summary_row *rows,
+                               size_t n, const ms_summary_totals *tot, const char *thumbs_dir,
+                               ms_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
