@@ -1,0 +1,24 @@
+/* Helpers shared by the report layer's sources (not part of the public API). */
+#ifndef MEDSCREEN_REPORT_INTERNAL_H
+#define MEDSCREEN_REPORT_INTERNAL_H
+
+#include "medscreen/report.h"
+
+/* Adds "tool", "model", "operating_point" and "region_threshold" to a document, so the
+ * per-scan JSON and summary.json describe the run the same way. (scan_json.c) */
+void ms_report_add_context(ms_json *root, const ms_scan_context *ctx);
+
+/* Adds "reason": {"code", "message"} for skipped and error scans, null for ok. (scan_json.c) */
+void ms_report_add_reason(ms_json *o, ms_scan_status status, const char *code, const char *message);
+
+/* Appends {"x","y","w","h"} of a region's bounding box as a rendered object. (scan_json.c) */
+void ms_report_bbox(ms_json *o, const char *key, const ms_region *r);
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629), or 0 when the byte at s does not
+ * start one; n > 0. The CSV and HTML writers replace such bytes with U+FFFD, as the JSON
+ * writer does, so every output is valid UTF-8 whatever a file name holds. (summary.c) */
+size_t ms_report_utf8_len(const unsigned char *s, size_t n);
+
+#define MS_REPORT_REPLACEMENT "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
+
+#endif
