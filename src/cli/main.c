@@ -10,6 +10,7 @@
 #include "medscreen/json.h"
 #include "medscreen/loader.h"
 #include "medscreen/nn.h"
+#include "scan.h"
 
 static void vdiag(const char *fmt, va_list ap) {
     char msg[2048];
@@ -90,15 +91,16 @@ static void usage(FILE *f) {
     fputs("Usage: medscreen [-v] COMMAND [OPTIONS] [--] FILE...\n"
           "       medscreen --help | --version\n"
           "\n"
-          "medscreen screens medical images (DICOM, PNG, JPEG) for anomalies. This version\n"
-          "ships the loader layer and the 'info' command; 'scan' (CNN inference) is coming.\n"
+          "medscreen screens medical images (DICOM, PNG, JPEG) for anomalies with a CNN\n"
+          "model, and writes scores, regions, overlays, JSON and a review page.\n"
           "\n"
           "Commands:\n"
+          "  scan     screen files, folders or a list on stdin: 'scan INPUT... -o DIR'\n"
           "  info     decode images and print what was decoded and how\n"
           "  model    'model info FILE': validate a .msm model, print its tensors, metadata\n"
           "           and sha256; 'model run FILE --input X.npy --output Y.npy': run it\n"
           "  convert  'convert MODEL.onnx -o MODEL.msm': import a PyTorch ONNX export\n"
-          "  help     show this help; 'medscreen help info' shows the info command's\n"
+          "  help     show this help; 'medscreen help scan' shows the scan command's\n"
           "\n"
           "Options:\n"
           "  -h, --help       show this help and exit\n"
@@ -107,10 +109,12 @@ static void usage(FILE *f) {
           "\n"
           "Exit status:\n"
           "  0  every input was processed\n"
-          "  1  a finding was flagged under --fail-on-finding (reserved for 'scan')\n"
+          "  1  a finding was flagged under --fail-on-finding ('scan')\n"
           "  2  usage error: unknown command or option, bad value\n"
           "  3  some inputs failed (the others were still processed)\n"
-          "  4  fatal: output could not be written, out of memory\n"
+          "  4  fatal: model unreadable, output could not be written, out of memory\n"
+          "  5  'scan --expect': results drifted from the reference reports\n"
+          "  130, 143  'scan' stopped by SIGINT, SIGTERM (a partial summary is written)\n"
           "Errors outrank findings: if an input failed, the status is 3 even when a finding\n"
           "was flagged.\n"
           "\n"
@@ -170,6 +174,8 @@ int main(int argc, char **argv) {
             cli_model_usage(stdout);
         else if (i + 1 < argc && strcmp(argv[i + 1], "convert") == 0)
             cli_convert_usage(stdout);
+        else if (i + 1 < argc && strcmp(argv[i + 1], "scan") == 0)
+            cli_scan_usage(stdout);
         else if (i + 1 < argc)
             return cli_usage_error("no help for unknown command '%s'", argv[i + 1]);
         else
@@ -181,5 +187,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "model") == 0) return finish(cli_model_main(argc - i, argv + i, verbosity));
     if (strcmp(cmd, "convert") == 0)
         return finish(cli_convert_main(argc - i, argv + i, verbosity));
+    if (strcmp(cmd, "scan") == 0) return finish(cli_scan_main(argc - i, argv + i, verbosity));
     return cli_usage_error("unknown command '%s'", cmd);
 }
