@@ -205,7 +205,7 @@ int cli_inputs_read_list(cli_inputs *in, FILE *f, bool nul_separated) {
     ssize_t len;
     int rc = 0;
     while ((len = getdelim(&line, &cap, nul_separated ? '\0' : '\n', f)) != -1) {
-        if (!nul_separated && len > 0 && line[len - 1] == '\n') line[--len] = '\0';
+        if (len > 0 && line[len - 1] == (nul_separated ? '\0' : '\n')) line[--len] = '\0';
         if (!nul_separated && len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         if (len == 0) continue;
         if ((size_t)len != strlen(line)) {

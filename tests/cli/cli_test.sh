@@ -114,6 +114,42 @@ exec(code)
 PY
 }
 
+# scan_check DIR CODE: loads DIR's per-scan reports (`reports`, by file name), summary.json
+# (`summary`) and $D/out's JSON lines (`jsonl`), checks them against the schemas when
+# python3-jsonschema is there, checks the overlays decode, then runs CODE.
+scan_check() {
+    need_python
+    G="${G:-}" "$PY" - "$1" "$D/out" "$SRC" "$2" <<'PY' || fail "scan output check failed (see above)"
+import json, os, sys
+d, outp, src, code = sys.argv[1:5]
+reports = {}
+for n in sorted(os.listdir(os.path.join(d, "scans"))):
+    raw = open(os.path.join(d, "scans", n), "rb").read()
+    reports[n] = json.loads(raw)
+    assert reports[n]["schema"] == "medscreen.scan/1", n
+summary = json.load(open(os.path.join(d, "summary.json")))
+assert summary["schema"] == "medscreen.summary/1"
+jsonl = [json.loads(l) for l in open(outp, "rb").read().split(b"\n") if l.strip()]
+try:
+    import jsonschema
+except ImportError:
+    jsonschema = None
+if jsonschema:
+    rs = json.load(open(os.path.join(src, "src/report/scan-report.schema.json")))
+    ss = json.load(open(os.path.join(src, "src/report/summary.schema.json")))
+    for n, r in reports.items():
+        jsonschema.validate(r, rs)
+    jsonschema.validate(summary, ss)
+for n, r in reports.items():
+    if r["status"] == "ok" and os.path.isdir(os.path.join(d, "overlays")):
+        png = open(os.path.join(d, "overlays", n[:-5] + ".png"), "rb").read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", n
+        jpg = open(os.path.join(d, "thumbs", n[:-5] + ".jpg"), "rb").read()
+        assert jpg[:2] == b"\xff\xd8", n
+exec(code)
+PY
+}
+
 mkdir -p "$FX"
 "$GEN" "$FX" || fail "cannot generate fixtures"
 VERSION=$(sed -n 's/^#define MS_VERSION_STRING "\(.*\)"/\1/p' "$SRC/include/medscreen/medscreen.h")
@@ -809,6 +845,285 @@ PY
     run help model
     expect_rc 0
     out_has "Usage: medscreen model run"
+    ;;
+scan_golden)
+    # The whole pipeline against PyTorch: decode, area resize, normalisation, inference and
+    # calibration of the golden images (scripts/make-scan-goldens.py) within 1e-4.
+    need_python
+    G="$SRC/tests/golden/scan"
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/o"
+    expect_rc 0
+    err_empty
+    scan_check "$D/o" '
+exp = json.load(open(os.path.join(os.environ["G"], "expected.json")))
+assert len(reports) == 3, list(reports)
+for r in reports.values():
+    name = os.path.basename(r["input"]["path"])
+    e = exp["images"][name]
+    assert r["status"] == "ok", r
+    assert r["model"]["sha256"] == exp["model_sha256"], r["model"]
+    assert abs(r["score"]["probability"] - e["probability"]) <= 1e-4, (name, r["score"], e)
+    assert abs(r["score"]["value"] - e["score_logit"]) <= 1e-4 * max(1, abs(e["score_logit"])), name
+    assert r["decode"]["width"] == e["width"] and r["decode"]["height"] == e["height"], r["decode"]
+    assert r["score"]["flagged"] == (r["score"]["probability"] >= 0.5), r["score"]
+    assert r["operating_point"] == {"name": "mid", "threshold": 0.5}, r["operating_point"]
+    # every region lies inside the image and is ranked
+    for k, g in enumerate(r["regions"]):
+        b = g["bbox"]
+        assert g["rank"] == k + 1 and b["x"] >= 0 and b["y"] >= 0, g
+        assert b["x"] + b["w"] <= e["width"] and b["y"] + b["h"] <= e["height"], g
+        assert g["peak"] >= r["region_threshold"]["high"] - 1e-6, g
+assert summary["totals"]["scans"] == 3 and summary["totals"]["ok"] == 3, summary["totals"]
+'
+    # another operating point and an explicit threshold change the decision, not the score
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/o2" --operating-point high
+    expect_rc 0
+    scan_check "$D/o2" '
+for r in reports.values():
+    assert r["operating_point"] == {"name": "high", "threshold": 0.8}, r["operating_point"]
+    assert r["score"]["flagged"] is False, r["score"]
+'
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/o3" --threshold 0.01 --fail-on-finding
+    expect_rc 1
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/o4" --operating-point nope
+    expect_rc 2
+    err_has "no operating point 'nope' (it has: low, mid, high)"
+    # 1 and 2 jobs give the same reports (timings aside) and the same overlays
+    run scan -q -j 1 -m "$G/model.msm" "$G/images" -o "$D/j1"
+    expect_rc 0
+    run scan -q -j 2 -m "$G/model.msm" "$G/images" -o "$D/j2"
+    expect_rc 0
+    "$PY" - "$D/j1" "$D/j2" <<'PY' || fail "1 and 2 jobs differ"
+import json, os, sys
+a, b = sys.argv[1], sys.argv[2]
+names = sorted(os.listdir(os.path.join(a, "scans")))
+assert names == sorted(os.listdir(os.path.join(b, "scans"))) and len(names) == 3, names
+for n in names:
+    ra, rb = (json.load(open(os.path.join(d, "scans", n))) for d in (a, b))
+    ra.pop("timings_ms"); rb.pop("timings_ms")
+    assert ra == rb, n
+for n in os.listdir(os.path.join(a, "overlays")):
+    assert open(os.path.join(a, "overlays", n), "rb").read() == \
+        open(os.path.join(b, "overlays", n), "rb").read(), n
+assert open(os.path.join(a, "summary.csv")).read() == open(os.path.join(b, "summary.csv")).read()
+PY
+    ;;
+scan_mixed)
+    # A folder with corrupt, non-image, unsupported and good files: the batch carries on,
+    # each bad file gets status error or skipped with a reason naming it, exit 3.
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in/sub"
+    cp "$G/images/normal_8bit.png" "$D/in/good.png"
+    cp "$G/images/opacity_8bit.png" "$D/in/sub/good2.png"
+    head -c 3000 "$G/images/opacity_8bit.png" >"$D/in/truncated.png"
+    echo "not an image" >"$D/in/notes.txt"
+    : >"$D/in/empty.dcm"
+    cp "$FX/notimage.txt" "$D/in/sub/x.bin" 2>/dev/null || echo junk >"$D/in/sub/x.bin"
+    [ -r "$PYDICOM_FILES/CT_small.dcm" ] && cp "$PYDICOM_FILES/CT_small.dcm" "$D/in/ct.dcm"
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/o" --jsonl
+    expect_rc 3
+    err_has "medscreen: $D/in/truncated.png: "
+    err_has "medscreen: $D/in/notes.txt: "
+    scan_check "$D/o" '
+by = {os.path.basename(r["input"]["path"]): r for r in reports.values()}
+assert by["good.png"]["status"] == "ok" and by["good2.png"]["status"] == "ok", by.keys()
+for n in ("truncated.png", "notes.txt", "empty.dcm", "x.bin"):
+    r = by[n]
+    assert r["status"] == "error", r
+    assert r["reason"]["code"] and n in r["reason"]["message"], r["reason"]
+    assert r["score"] is None and r["regions"] == [], r
+if "ct.dcm" in by:
+    r = by["ct.dcm"]
+    assert r["status"] == "skipped" and r["reason"]["code"] == "modality", r
+    assert "CT" in r["reason"]["message"], r["reason"]
+t = summary["totals"]
+assert t["ok"] == 2 and t["errors"] == 4 and t["skipped"] == ("ct.dcm" in by), t
+assert len(jsonl) == len(reports), (len(jsonl), len(reports))
+'
+    # errors outrank findings
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/o2" --threshold 0 --fail-on-finding
+    expect_rc 3
+    ;;
+scan_resume)
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in"
+    cp "$G/images/"*.png "$D/in/"
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/o"
+    expect_rc 0
+    cp -r "$D/o" "$D/first"
+    run scan -m "$G/model.msm" "$D/in" -o "$D/o" --resume
+    expect_rc 0
+    err_has "resumed from earlier reports"
+    # nothing was rewritten: the reports keep their first timings
+    diff -r "$D/first/scans" "$D/o/scans" >/dev/null || fail "--resume rewrote reports"
+    cmp -s "$D/first/summary.csv" "$D/o/summary.csv" || fail "--resume changed summary.csv"
+    # a changed input is screened again; the others are not
+    cp "$G/images/normal_8bit.png" "$D/in/opacity_8bit.png"
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/o" --resume
+    expect_rc 0
+    "$PY" - "$D/first" "$D/o" <<'PY' || fail "--resume did not redo exactly the changed input"
+import json, os, sys
+a, b = sys.argv[1], sys.argv[2]
+for n in os.listdir(os.path.join(a, "scans")):
+    ra, rb = (json.load(open(os.path.join(d, "scans", n))) for d in (a, b))
+    changed = os.path.basename(ra["input"]["path"]) == "opacity_8bit.png"
+    assert (ra["input"]["sha256"] != rb["input"]["sha256"]) == changed, n
+    assert (ra["timings_ms"] != rb["timings_ms"]) == changed, n
+PY
+    # a different model invalidates every report
+    cp "$G/model.msm" "$D/m2.msm"
+    printf 'x' >>"$D/m2.msm"
+    run scan -q -m "$D/m2.msm" "$D/in" -o "$D/o" --resume
+    expect_rc 4
+    ;;
+scan_shard)
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in"
+    for i in $(seq 1 12); do cp "$G/images/normal_8bit.png" "$D/in/img$i.png"; done
+    for k in 1 2 3; do
+        run scan -q --no-overlays -m "$G/model.msm" "$D/in" -o "$D/s$k" --shard "$k/3"
+        expect_rc 0
+    done
+    "$PY" - "$D" <<'PY' || fail "shards do not cover every file exactly once"
+import json, os, sys
+d = sys.argv[1]
+seen = []
+for k in (1, 2, 3):
+    seen += [s["path"] for s in json.load(open(os.path.join(d, "s%d" % k, "summary.json")))["scans"]]
+assert len(seen) == 12 and len(set(seen)) == 12, seen
+assert sum(1 for k in (1, 2, 3) if os.listdir(os.path.join(d, "s%d" % k, "scans"))) >= 2
+PY
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/x" --shard 4/3
+    expect_rc 2
+    run scan -q -m "$G/model.msm" "$D/in" -o "$D/x" --shard 0/3
+    expect_rc 2
+    ;;
+scan_stdin)
+    # path lists on stdin, newline- and NUL-separated, with hostile names
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/odd"
+    names=("with space.png" $'new\nline.png' $'\xff\xfe bytes.png' "-dash.png" '$(touch pwned).png'
+        'quote"back\slash.png' $'esc\e[31mred.png')
+    for n in "${names[@]}"; do cp "$G/images/normal_8bit.png" "$D/odd/${n//\//_}"; done
+    (cd "$D/odd" && printf '%s\0' *) | (cd "$D/odd" && "$MS" scan -q -m "$G/model.msm" -0 - \
+        -o "$D/o" >"$D/out" 2>"$D/err")
+    RC=$?
+    expect_rc 0
+    [ ! -e "$D/odd/pwned" ] && [ ! -e pwned ] || fail "a file name was executed"
+    "$PY" - "$D/o" "${#names[@]}" <<'PY' || fail "NUL-separated list"
+import json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+files = os.listdir(os.path.join(d, "scans"))
+assert len(files) == n, files
+for f in files:
+    assert all(c.isalnum() or c in "._-" for c in f) and not f.startswith("."), f
+s = json.load(open(os.path.join(d, "summary.json")))
+assert s["totals"]["ok"] == n, s["totals"]
+PY
+    printf '%s\n' "$G/images/normal_8bit.png" "" "$D/missing.png" | \
+        "$MS" scan -q -m "$G/model.msm" - -o "$D/o2" >"$D/out" 2>"$D/err"
+    RC=$?
+    expect_rc 3
+    err_has "medscreen: $D/missing.png: "
+    run scan -q -m "$G/model.msm" -0 "$G/images" -o "$D/o3"
+    expect_rc 2
+    ;;
+scan_expect)
+    need_python
+    G="$SRC/tests/golden/scan"
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/ref"
+    expect_rc 0
+    run scan -m "$G/model.msm" "$G/images" --expect "$D/ref"
+    expect_rc 0
+    err_has "expect: all 3 scans match"
+    # drift: a reference probability moved by 0.01
+    "$PY" - "$D/ref" <<'PY' || fail "cannot edit the reference"
+import json, os, sys
+d = os.path.join(sys.argv[1], "scans")
+n = sorted(os.listdir(d))[0]
+r = json.load(open(os.path.join(d, n)))
+r["score"]["probability"] += 0.01
+json.dump(r, open(os.path.join(d, n), "w"))
+PY
+    run scan -m "$G/model.msm" "$G/images" --expect "$D/ref"
+    expect_rc 5
+    err_has "DRIFT "
+    err_has ": probability: expected "
+    run scan -m "$G/model.msm" "$G/images" --expect "$D/ref" --tolerance 0.02
+    expect_rc 0
+    # a malformed reference is reported, not trusted
+    n=$(ls "$D/ref/scans" | head -n1)
+    printf '{"schema": "medscreen.scan/1", "status": "ok",' >"$D/ref/scans/$n"
+    run scan -m "$G/model.msm" "$G/images" --expect "$D/ref" --tolerance 0.02
+    expect_rc 5
+    err_has "$n"
+    ;;
+scan_usage)
+    G="$SRC/tests/golden/scan"
+    run scan "$G/images"
+    expect_rc 2
+    err_has "nothing to write"
+    run scan -m "$G/model.msm" -o "$D/o"
+    expect_rc 2
+    run scan -m "$G/model.msm" "$G/images" -o "$D/o" --jobs 0
+    expect_rc 2
+    run scan -m "$G/model.msm" "$G/images" -o "$D/o" --threshold 1.5
+    expect_rc 2
+    run scan -m "$G/model.msm" "$G/images" -o "$D/o" --bogus
+    expect_rc 2
+    run scan -m "$D/nope.msm" "$G/images" -o "$D/o"
+    expect_rc 4
+    err_has "$D/nope.msm"
+    # a model scan cannot use (legacy metadata) is refused up front
+    run scan -m "$SRC/tests/golden/net/unet/model.msm" "$G/images" -o "$D/o"
+    expect_rc 4
+    # output folder not writable: a file where the folder should be
+    : >"$D/afile"
+    run scan -m "$G/model.msm" "$G/images" -o "$D/afile"
+    expect_rc 4
+    run help scan
+    expect_rc 0
+    out_has "Exit codes:"
+    ;;
+scan_signal)
+    # SIGTERM mid-batch: the worker finishes its scan, the summary says interrupted, 143.
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in"
+    for i in $(seq 1 400); do cp "$G/images/opacity_16bit.png" "$D/in/img$i.png"; done
+    "$MS" scan -q -j 1 -m "$G/model.msm" "$D/in" -o "$D/o" --jsonl >"$D/out" 2>"$D/err" &
+    pid=$!
+    for _ in $(seq 1 200); do [ -s "$D/out" ] && break; sleep 0.05; done
+    kill -TERM "$pid"
+    wait "$pid"
+    RC=$?
+    expect_rc 143
+    err_has "stopped by signal 15"
+    "$PY" - "$D/o" <<'PY' || fail "partial summary"
+import json, os, sys
+s = json.load(open(os.path.join(sys.argv[1], "summary.json")))
+t = s["totals"]
+assert t["interrupted"] is True and 1 <= t["scans"] < 400, t
+assert len(os.listdir(os.path.join(sys.argv[1], "scans"))) == t["scans"], t
+assert os.path.exists(os.path.join(sys.argv[1], "report.html"))
+PY
+    ;;
+scan_html)
+    # The review page in headless Chromium: scans in descending probability, a screenshot
+    # that is not blank.
+    G="$SRC/tests/golden/scan"
+    run scan -q -m "$G/model.msm" "$G/images" "$SRC/data" -o "$D/o"
+    expect_rc 0
+    CHECK="$SRC/tests/report/check_report_html.sh"
+    [ -x "$CHECK" ] || CHECK="bash $CHECK"
+    $CHECK "$D/o/report.html" "$D/shot.png" >"$D/out" 2>"$D/err"
+    RC=$?
+    [ "$RC" -eq 77 ] && skip "chromium is not installed"
+    expect_rc 0
     ;;
 *)
     fail "unknown case '$CASE'"
