@@ -256,9 +256,7 @@ static ms_status html_thumb(html_out *o, const ms_summary_row *r, size_t rank,
         ms_buf_puts(b, "\">");
     }
     if (data != NULL && size > 0) {
-        ms_buf_printf(
-            b, "<img loading=\"lazy\" alt=\"overlay thumbnail %zu\" src=\"data:image/jpeg;base64,",
-            rank);
+        ms_buf_printf(b, "<img alt=\"overlay thumbnail %zu\" src=\"data:image/jpeg;base64,", rank);
         base64(b, data, size);
         ms_buf_puts(b, "\">");
     } else {
