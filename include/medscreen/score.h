@@ -33,21 +33,24 @@ ms_status ms_geometry_make(const ms_model_meta *meta, int32_t image_w, int32_t i
                            ms_geometry *out, ms_err *err);
 
 /* Decode options that meta asks for: colour (grey or RGB) and window (file / auto / fixed
- * centre and width). */
+ * centre and width). `auto` decodes like `file` for now: ms_decode_opts cannot force the
+ * frame's min..max, which the loader applies only when the file has no VOI window or LUT. */
 ms_decode_opts ms_score_decode_opts(const ms_model_meta *meta);
 
 /* Writes the model input for img: input_channels x input_h x input_w floats (one image of
  * NCHW) into out, after resizing with meta's filter (area averages every covered source
  * pixel, weighted by overlap, when shrinking; bilinear otherwise), filling letterbox bars with
- * pad_value, replicating grey into 3 channels when the model wants RGB (and converting RGB
- * to luma for a grey model), then (x - mean) / std. *geo receives the geometry used.
+ * pad_value (an input pixel shows the image when its centre lies inside the scaled image),
+ * replicating grey into 3 channels when the model wants RGB (and converting RGB to luma for a
+ * grey model), then (x - mean) / std. *geo receives the geometry used.
  * Allocates only temporaries, freed before it returns.
- * Errors: MS_EINVAL (NULL, meta not usable by scan), MS_ENOMEM. */
+ * Errors: MS_EINVAL (NULL, meta not usable by scan), MS_EOVERFLOW, MS_ENOMEM. */
 ms_status ms_score_preprocess(const ms_model_meta *meta, const ms_image *img, float *out,
                               ms_geometry *geo, ms_err *err);
 
 /* The score output's value as a probability: sigmoid(value / temperature) for logit scores,
- * the value clamped to [0, 1] for probability scores. NaN stays NaN. */
+ * the value clamped to [0, 1] for probability scores. NaN stays NaN; NaN also when meta is
+ * NULL or has no kind. */
 double ms_score_probability(const ms_model_meta *meta, double value);
 
 /* The same for the region map. Logit maps use the score's temperature too, so map and score
