@@ -5,8 +5,11 @@
  * offline from a file:// URL).
  *
  * The functions render into memory (ms_buf) or a caller's FILE; the CLI writes files
- * atomically. Output is deterministic: the same results give the same bytes (timings are the
- * only run-dependent fields, and only in the per-scan JSON and summary.json "timings").
+ * atomically. Output is deterministic: the same results give the same bytes (the only
+ * run-dependent values are the per-scan "timings_ms" and summary.json's / report.html's
+ * totals wall_seconds). Nothing identifying is copied from a file: no UIDs, names or dates.
+ * Every string from an input (paths, reasons) is escaped for its output (JSON, CSV, HTML) and
+ * invalid UTF-8 becomes U+FFFD, so each output is valid UTF-8.
  * Thread-safe: no globals. */
 #ifndef MEDSCREEN_REPORT_H
 #define MEDSCREEN_REPORT_H
@@ -66,7 +69,9 @@ typedef struct ms_scan_result {
 } ms_scan_result;
 
 /* Appends the per-scan JSON document (one line, no trailing newline) to out. Schema:
- * src/report/scan-report.schema.json. Returns false on allocation failure. */
+ * src/report/scan-report.schema.json. "" strings (sha256, transfer syntax, modality, ...)
+ * are written as null; "score" is null and "regions" empty unless status is ok; "decode" is
+ * null unless r->decoded. Returns false on allocation failure (or a NULL argument). */
 bool ms_report_scan_json(const ms_scan_context *ctx, const ms_scan_result *r, ms_buf *out);
 
 /* Overlay: the decoded image (grey, as the loader windowed it; RGB images as they are),
@@ -74,12 +79,18 @@ bool ms_report_scan_json(const ms_scan_context *ctx, const ms_scan_result *r, ms
  * heat map (transparent below low_threshold, more opaque and hotter towards 1), each region's
  * outline with its rank and peak probability drawn in a built-in bitmap font. No text from the
  * file is ever drawn. prob is img->width x img->height (NULL: no heat map).
- * On success png holds a complete 8-bit RGB PNG. Errors: MS_EINVAL, MS_ENOMEM, MS_EINTERNAL. */
+ * Scaling is a box filter over whole source pixels; the map keeps each box's maximum (a small
+ * hot spot stays visible). Heat: yellow to red, opacity 0.25 at low_threshold (in [0, 1]) to
+ * 0.6 at 1. Outlines: cyan, 2 px; labels "#rank 0.87" on black, inside the image.
+ * On success png's previous contents are released and it holds exactly one complete 8-bit
+ * RGB PNG (no time or text chunks); on failure it is untouched. Deterministic bytes.
+ * Errors: MS_EINVAL, MS_EOVERFLOW, MS_ENOMEM, MS_EINTERNAL. */
 ms_status ms_report_overlay_png(const ms_image *img, const float *prob, float low_threshold,
                                 const ms_region *regions, uint32_t region_count,
                                 int32_t max_side, ms_buf *png, ms_err *err);
 
-/* The same overlay as a small JPEG thumbnail (longer side max_side, quality 85). */
+/* The same overlay as a small JPEG thumbnail (longer side max_side, quality 85), with the
+ * same buffer rules. Errors: as above, plus MS_ELIMIT (a side over 65500). */
 ms_status ms_report_thumbnail_jpeg(const ms_image *img, const float *prob, float low_threshold,
                                    const ms_region *regions, uint32_t region_count,
                                    int32_t max_side, ms_buf *jpeg, ms_err *err);
@@ -106,11 +117,20 @@ typedef struct ms_summary_totals {
 } ms_summary_totals;
 
 /* Batch outputs. rows are in the order to print them (the CLI sorts by path, then frame).
- * summary.json: schema src/report/summary.schema.json. summary.csv: a header line, then one
- * line per row (RFC 4180 quoting). report.html: scans sorted by probability, highest first
- * (errors and skipped last), thumbnails read from thumbs_dir/<stem>.jpg one at a time while
- * writing (missing ones are drawn as a placeholder), overlays linked as overlays/<stem>.png.
- * Errors: MS_EIO (write failed), MS_ENOMEM. */
+ * summary.json: schema src/report/summary.schema.json. summary.csv: the header
+ * path,frame,status,probability,flagged,regions,top_peak,top_x,top_y,top_w,top_h,reason
+ * then one "\n"-terminated line per row; RFC 4180 quoting (fields with , " CR or LF are
+ * quoted, inner quotes doubled); empty fields where the JSON has null; flagged is true/false;
+ * reason is the message (the code is in summary.json). Formula guard: a path or reason that
+ * starts with = + - @ TAB or CR gets a leading ' so spreadsheets show it as text.
+ * The two return false on allocation failure or a NULL argument, and append to out.
+ * report.html: scans sorted by probability, highest first, ties by path then frame, then
+ * skipped, then errors (each by path); rows are <tr class="scan ..." id="scan-N"
+ * data-rank="N" data-path data-status data-probability>. Thumbnails are read from
+ * thumbs_dir/<stem>.jpg (only for rows with has_overlay; thumbs_dir may be NULL) one at a time
+ * while writing; a missing one is drawn as a placeholder. Overlays are linked as
+ * overlays/<stem>.png (stem percent-encoded) and open in a lightbox.
+ * Errors: MS_EINVAL (NULL argument), MS_EIO (write failed), MS_EOVERFLOW, MS_ENOMEM. */
 bool ms_report_summary_json(const ms_scan_context *ctx, const ms_summary_row *rows, size_t n,
                             const ms_summary_totals *tot, ms_buf *out);
 bool ms_report_summary_csv(const ms_summary_row *rows, size_t n, ms_buf *out);
