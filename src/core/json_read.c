@@ -75,7 +75,8 @@ static void *arena_alloc(ms_jdoc *d, size_t size, size_t align) {
     c->cap = cap;
     c->used = size;
     d->chunks = c;
-    if (d->next_cap < ARENA_MAX_CHUNK) d->next_cap = d->next_cap ? d->next_cap * 2 : ARENA_FIRST * 2;
+    if (d->next_cap < ARENA_MAX_CHUNK)
+        d->next_cap = d->next_cap ? d->next_cap * 2 : ARENA_FIRST * 2;
     return c->data;
 }
 
