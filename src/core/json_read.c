@@ -303,10 +303,10 @@ static ms_status parse_string(parser *ps, const char **out, size_t *out_len) {
         unsigned c = s[k];
         if (c == '\\') { /* the scan above guarantees k + 1 < end */
             unsigned e = s[k + 1];
-            const char *simple = strchr("\"\\/bfnrt", (int)e);
-            if (e != 0 && simple != NULL) {
-                static const char map[] = "\"\\/\b\f\n\r\t";
-                o[len++] = map[simple - "\"\\/bfnrt"];
+            static const char names[] = "\"\\/bfnrt", bytes[] = "\"\\/\b\f\n\r\t";
+            const char *simple = e != 0 ? strchr(names, (int)e) : NULL;
+            if (simple != NULL) {
+                o[len++] = bytes[simple - names];
                 k += 2;
                 continue;
             }
