@@ -10,7 +10,8 @@ PACKAGES=(
     libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev zlib1g-dev
     libdcmtk-dev dcmtk libopenjp2-7-dev libopenjp2-tools libgdcm-tools
     libopenblas-dev libcmocka-dev
-    python3 python3-numpy python3-pydicom python3-pil
+    python3 python3-numpy python3-pydicom python3-pil python3-jsonschema
+    chromium
 )
 
 missing=()

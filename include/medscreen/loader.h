@@ -111,6 +111,8 @@ typedef struct ms_decode_opts {
     bool user_window;   /* apply window_center/width instead of the file's VOI */
     double window_center, window_width;
     ms_voi_function window_function; /* for user_window */
+    bool auto_window; /* ignore the file's windows and VOI LUTs: linear from the frame's
+                       * min to max (MS_VOI_AUTO_MINMAX); user_window still wins */
 } ms_decode_opts;
 
 ms_decode_opts ms_decode_opts_default(void);

@@ -32,9 +32,8 @@ typedef struct ms_geometry {
 ms_status ms_geometry_make(const ms_model_meta *meta, int32_t image_w, int32_t image_h,
                            ms_geometry *out, ms_err *err);
 
-/* Decode options that meta asks for: colour (grey or RGB) and window (file / auto / fixed
- * centre and width). `auto` decodes like `file` for now: ms_decode_opts cannot force the
- * frame's min..max, which the loader applies only when the file has no VOI window or LUT. */
+/* Decode options that meta asks for: colour (grey or RGB) and window: `file` the file's first
+ * VOI window or LUT, `auto` the frame's min..max (auto_window), or a fixed centre and width. */
 ms_decode_opts ms_score_decode_opts(const ms_model_meta *meta);
 
 /* Writes the model input for img: input_channels x input_h x input_w floats (one image of

@@ -387,6 +387,10 @@ static ms_status resolve_voi(const ms_dicom *d, const ms_dcm_frame_values *fv,
         p->width = opts->window_width;
         return MS_OK;
     }
+    if (opts->auto_window) {
+        p->voi = MS_VOI_AUTO_MINMAX;
+        return MS_OK;
+    }
     uint32_t k = opts->voi_index;
     if (k > 0 && k >= fv->n_windows && k >= a->n_voi_luts)
         return ms_fail(err, MS_EINVAL,

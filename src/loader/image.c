@@ -53,7 +53,8 @@ ms_status ms_check_dimensions(const char *name, uint64_t width, uint64_t height,
 ms_status ms_codec_args(const char *kind, const uint8_t *data, size_t size, const char **name,
                         const ms_decode_opts **opts, const ms_limits **lim, ms_limits *lim_storage,
                         ms_image **out, ms_err *err) {
-    static const ms_decode_opts default_opts = {0, MS_COLOR_GRAY, 0, false, 0, 0, MS_VOI_FN_LINEAR};
+    static const ms_decode_opts default_opts = {0, MS_COLOR_GRAY, 0, false, 0, 0, MS_VOI_FN_LINEAR,
+                                                false};
     if (*name == NULL) *name = "<memory>";
     if (*opts == NULL) *opts = &default_opts;
     if (*lim == NULL) {

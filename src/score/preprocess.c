@@ -67,12 +67,7 @@ ms_decode_opts ms_score_decode_opts(const ms_model_meta *meta) {
         o.window_width = meta->window_width;
         o.window_function = MS_VOI_FN_LINEAR;
         break;
-    case MS_META_WINDOW_AUTO:
-        /* ms_decode_opts cannot ask for "always min..max": the loader picks MS_VOI_AUTO_MINMAX
-         * only when the file has no window or VOI LUT at voi_index (src/loader/dicom.c,
-         * resolve_voi), and an out-of-range voi_index is an error, not a fallback. Until the
-         * loader grows such an option, `auto` decodes like `file`; the provenance's voi says
-         * which window was really applied. */
+    case MS_META_WINDOW_AUTO: o.auto_window = true; break;
     case MS_META_WINDOW_FILE:
     case MS_META_WINDOW_NONE:
     default: o.voi_index = 0; break;

@@ -400,6 +400,14 @@ static void test_sigmoid_and_auto_window(void **state) {
         expect_near(img->data[i], linear_window(-(100 + i * 3.0), -200, 50), 1e-6);
     assert_int_equal(img->prov.voi, MS_VOI_USER_WINDOW);
     ms_image_destroy(img);
+    /* auto_window ignores the file's window: the min-max mapping from above again. */
+    o = ms_decode_opts_default();
+    o.auto_window = true;
+    img = decode_ok(&b, &o);
+    for (int i = 0; i < W * H; i++)
+        expect_near(img->data[i], (-(100 + i * 3.0) - lo) / (hi - lo), 1e-6);
+    assert_int_equal(img->prov.voi, MS_VOI_AUTO_MINMAX);
+    ms_image_destroy(img);
     o = ms_decode_opts_default();
     o.voi_index = 3;
     ms_err err = {0};

@@ -156,9 +156,14 @@ static void test_decode_opts(void **state) {
     assert_true(o.window_center == -600 && o.window_width == 1500);
     assert_int_equal(o.window_function, MS_VOI_FN_LINEAR);
 
-    m.window = MS_META_WINDOW_AUTO; /* no loader option for it (see preprocess.c) */
+    m.window = MS_META_WINDOW_AUTO;
     o = ms_score_decode_opts(&m);
     assert_false(o.user_window);
+    assert_true(o.auto_window);
+
+    m.window = MS_META_WINDOW_FILE;
+    o = ms_score_decode_opts(&m);
+    assert_false(o.user_window || o.auto_window);
     assert_int_equal(o.voi_index, 0);
 }
 
