@@ -16,8 +16,8 @@ training-like image when the data is there), normalised like `scan` does, run th
 (CPU, float32, eval) and through `medscreen model run` for both outputs; prints the largest
 relative error, max|a - b| / max(max|b|, 1e-3) per output, and fails above 1e-4.
 
-Usage: /usr/bin/python3 scripts/export_cxr.py CKPT [OUTDIR] [--name chest-screen]
-       [--version 0.1.0] [--medscreen build/medscreen] [--tol 1e-4]
+Usage: /usr/bin/python3 scripts/export_cxr.py CKPT [OUTDIR] [--name cxr-screener]
+       [--version 1.0.0] [--medscreen build/medscreen] [--tol 1e-4]
 """
 import argparse
 import datetime
@@ -52,7 +52,7 @@ def meta_lines(args, size, record):
                        + ("" if ops else "; UNCALIBRATED (no CV record): do not use"),
         "task": "screen", "input_size": "%dx%d" % (size, size), "input_channels": "1",
         "resize": "stretch", "norm_mean": repr(train_cxr.NORM_MEAN),
-        "norm_std": repr(train_cxr.NORM_STD), "window": "auto",
+        "norm_std": repr(train_cxr.NORM_STD), "window": "file",
         "output_score": "score", "score_kind": "logit", "temperature": "%.6g" % temp,
         "output_map": "map", "map_kind": "logit",
         "operating_points": op, "default_operating_point": "sens90",
@@ -89,8 +89,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
     ap.add_argument("outdir", nargs="?")
-    ap.add_argument("--name", default="chest-screen")
-    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--name", default="cxr-screener")
+    ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--medscreen", default=os.path.join(ROOT, "build", "medscreen"))
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
