@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "calibrate.h"
 #include "cli.h"
 #include "medscreen/json.h"
 #include "medscreen/loader.h"
@@ -96,6 +97,8 @@ static void usage(FILE *f) {
           "\n"
           "Commands:\n"
           "  scan     screen files, folders or a list on stdin: 'scan INPUT... -o DIR'\n"
+          "  calibrate re-fit temperature and operating points to labelled scans:\n"
+          "           'calibrate --labels LABELS.csv DIR -o NEW.msm'\n"
           "  info     decode images and print what was decoded and how\n"
           "  model    'model info FILE': validate a .msm model, print its tensors, metadata\n"
           "           and sha256; 'model run FILE --input X.npy --output Y.npy': run it\n"
@@ -176,6 +179,8 @@ int main(int argc, char **argv) {
             cli_convert_usage(stdout);
         else if (i + 1 < argc && strcmp(argv[i + 1], "scan") == 0)
             cli_scan_usage(stdout);
+        else if (i + 1 < argc && strcmp(argv[i + 1], "calibrate") == 0)
+            cli_calibrate_usage(stdout);
         else if (i + 1 < argc)
             return cli_usage_error("no help for unknown command '%s'", argv[i + 1]);
         else
@@ -183,10 +188,13 @@ int main(int argc, char **argv) {
         return finish(CLI_EXIT_OK);
     }
     if (strcmp(cmd, "info") == 0) return finish(cli_info_main(argc - i, argv + i, verbosity));
-    if (strcmp(cmd, "model") == 0 || strcmp(cmd, "scan") == 0) blas_kernels_fixup(argv);
+    if (strcmp(cmd, "model") == 0 || strcmp(cmd, "scan") == 0 || strcmp(cmd, "calibrate") == 0)
+        blas_kernels_fixup(argv);
     if (strcmp(cmd, "model") == 0) return finish(cli_model_main(argc - i, argv + i, verbosity));
     if (strcmp(cmd, "convert") == 0)
         return finish(cli_convert_main(argc - i, argv + i, verbosity));
     if (strcmp(cmd, "scan") == 0) return finish(cli_scan_main(argc - i, argv + i, verbosity));
+    if (strcmp(cmd, "calibrate") == 0)
+        return finish(cli_calibrate_main(argc - i, argv + i, verbosity));
     return cli_usage_error("unknown command '%s'", cmd);
 }

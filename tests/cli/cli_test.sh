@@ -1125,6 +1125,341 @@ scan_html)
     [ "$RC" -eq 77 ] && skip "chromium is not installed"
     expect_rc 0
     ;;
+calibrate)
+    # medscreen calibrate on 24 labelled copies of the golden images (3 distinct scores):
+    # the new model loads with the fitted temperature, operating points and x-calibrated line,
+    # and scan uses its threshold; --json, --dry-run, determinism, -o equal to the input.
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in/sub"
+    # columns in another order, an extra quoted column with a comma and a quote, CRLF endings
+    printf 'note,label,path\r\n' >"$D/labels.csv"
+    for f in normal_8bit opacity_8bit opacity_16bit; do
+        for k in 1 2 3 4 5 6 7 8; do
+            sub=""
+            [ "$k" -gt 5 ] && sub="sub/"
+            cp "$G/images/$f.png" "$D/in/$sub${f}_$k.png"
+            lab=abnormal
+            [ "$f" = normal_8bit ] && lab=normal
+            [ "$k" = 1 ] && lab=$([ "$lab" = normal ] && echo 1 || echo 0)
+            printf '"a, ""b""",%s,%s\r\n' "$lab" "$sub${f}_$k.png" >>"$D/labels.csv"
+        done
+    done
+    cp "$D/labels.csv" "$D/in/"   # not an image: ignored in the folder
+    export SOURCE_DATE_EPOCH=86400
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" -o "$D/new.msm"
+    expect_rc 0
+    err_prefixed
+    out_has "scans            24 (9 normal, 15 abnormal)"
+    out_has "AUROC"
+    out_has "temperature      1.5 -> "
+    out_has "sens90"
+    out_has "wrote            $D/new.msm"
+    [ -s "$D/new.msm" ] || fail "no calibrated model written"
+    run model info "$D/new.msm"
+    expect_rc 0
+    out_has "x-calibrated=1970-01-02, 24 scans, labels sha256 $(sha256sum "$D/labels.csv" | cut -c1-64)"
+    out_has "operating points   sens90="
+    out_has "(default), sens95="
+    out_has "scan               ready"
+    # every tensor but meta is unchanged
+    run model info --json "$D/new.msm"
+    expect_rc 0
+    if [ -n "$PY" ]; then
+        cp "$D/out" "$D/info.json"
+        run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" --dry-run --json
+        expect_rc 0
+        cp "$D/out" "$D/cal.json"
+        run model info --json "$G/model.msm"
+        cp "$D/out" "$D/old.json"
+        run scan -q -m "$D/new.msm" "$D/in/opacity_8bit_2.png" --jsonl
+        expect_rc 0
+        "$PY" - "$D" <<'PY' || fail "calibrated model check"
+import json, os, sys
+d = sys.argv[1]
+info = json.load(open(os.path.join(d, "info.json")))
+old = json.load(open(os.path.join(d, "old.json")))
+cal = json.load(open(os.path.join(d, "cal.json")))
+scan = json.loads(open(os.path.join(d, "out")).readline())
+md = info["metadata"]
+assert md["temperature"] == cal["temperature"]["new"], (md["temperature"], cal["temperature"])
+assert cal["temperature"]["old"] == 1.5 and cal["temperature"]["fitted"] is True, cal
+assert list(md["operating_points"]) == ["sens90", "sens95"], md["operating_points"]
+assert md["default_operating_point"] == "sens90" == cal["default_operating_point"], md
+for p in cal["operating_points"]:
+    assert abs(md["operating_points"][p["name"]] - p["threshold"]) < 1e-6, (md, p)
+    assert p["sensitivity"]["value"] >= p["target"], p
+    assert p["sensitivity"]["ci_low"] <= p["sensitivity"]["value"] <= p["sensitivity"]["ci_high"], p
+assert cal["scans"] == {"total": 24, "normal": 9, "abnormal": 15}, cal["scans"]
+a = cal["auroc"]
+assert 0 <= a["ci_low"] <= a["value"] <= a["ci_high"] <= 1, a
+assert cal["output"] is None and cal["dry_run"] is True and cal["date"] == "1970-01-02", cal
+assert cal["bootstrap"]["resamples"] == 1000 and cal["bootstrap"]["seed"] == 1, cal
+# meta: the original lines in order, the calibrated ones replaced, x-calibrated appended
+ok, nk = [k for k, v in old["meta"]], [k for k, v in info["meta"]]
+assert nk == ok + ["x-calibrated"], (ok, nk)
+ov, nv = dict(old["meta"]), dict(info["meta"])
+for k in ok:
+    if k not in ("temperature", "operating_points", "default_operating_point"):
+        assert ov[k] == nv[k], k
+assert [t["name"] for t in info["tensors"]] == [t["name"] for t in old["tensors"]]
+assert info["parameters"] == old["parameters"]
+# scan uses the new threshold and temperature
+assert scan["operating_point"]["name"] == "sens90", scan["operating_point"]
+assert abs(scan["operating_point"]["threshold"] - md["operating_points"]["sens90"]) < 1e-6
+PY
+    fi
+    # deterministic: the same run twice gives the same report; --dry-run writes nothing
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" --dry-run --json --seed 7 -j 2
+    expect_rc 0
+    cp "$D/out" "$D/r1.json"
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" --dry-run --json --seed 7 -j 1
+    expect_rc 0
+    cmp -s "$D/out" "$D/r1.json" || fail "two runs with one seed differ"
+    [ ! -e "$D/dry.msm" ] || fail "unexpected file"
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" -o "$D/dry.msm" --dry-run
+    expect_rc 0
+    out_has "dry run: nothing written"
+    [ ! -e "$D/dry.msm" ] || fail "--dry-run wrote the model"
+    # targets; a second calibration replaces x-calibrated instead of adding one
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$D/new.msm" -o "$D/new2.msm" \
+        --targets spec80,sens90 --bootstrap 0
+    expect_rc 0
+    out_has "spec80"
+    run model info "$D/new2.msm"
+    expect_rc 0
+    [ "$(grep -c 'x-calibrated=' "$D/out")" -eq 1 ] || fail "x-calibrated repeated"
+    out_has "operating points   spec80="
+    out_has "(default)"
+    # the input model itself is never overwritten, also through a link
+    cp "$D/new.msm" "$D/keep.msm"
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$D/new.msm" -o "$D/new.msm"
+    expect_rc 2
+    err_has "is the input model"
+    ln -s "$D/new.msm" "$D/link.msm"
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$D/link.msm" -o "$D/new.msm"
+    expect_rc 2
+    cmp -s "$D/new.msm" "$D/keep.msm" || fail "the input model was changed"
+    run help calibrate
+    expect_rc 0
+    out_has "Exit codes:"
+    run --help
+    out_has "calibrate"
+    ;;
+calibrate_errors)
+    # Every refusal: its exit code, a message naming the file (and line), nothing written.
+    G="$SRC/tests/golden/scan"
+    M="$G/model.msm"
+    mkdir -p "$D/in"
+    printf 'path,label\n' >"$D/good.csv"
+    for i in $(seq 1 12); do
+        cp "$G/images/normal_8bit.png" "$D/in/n$i.png"
+        cp "$G/images/opacity_8bit.png" "$D/in/a$i.png"
+        printf 'n%d.png,0\na%d.png,1\n' "$i" "$i" >>"$D/good.csv"
+    done
+    O="$D/o.msm"
+    cal() { run calibrate -m "$M" -o "$O" "$@"; [ ! -e "$O" ] || fail "a model was written: $*"; }
+    L="$D/l.csv"
+    # usage (2)
+    run calibrate "$D/in" -m "$M" -o "$O"
+    expect_rc 2
+    err_has "--labels FILE is required"
+    run calibrate --labels "$D/good.csv" "$D/in" -m "$M"
+    expect_rc 2
+    err_has "give -o NEW.msm"
+    cal --labels "$D/good.csv" "$D/in" --targets sens90,sensitive
+    expect_rc 2
+    err_has "'sensitive' is not sensNN or specNN"
+    cal --labels "$D/good.csv" "$D/in/n1.png"
+    expect_rc 2
+    err_has "$D/in/n1.png: not a folder"
+    cal --labels "$D/good.csv" "$D/in" --min-scans 3
+    expect_rc 2
+    cal --labels "$D/good.csv" "$D/in" --bogus
+    expect_rc 2
+    # labels that do not fit (3)
+    cal --labels "$D/missing.csv" "$D/in"
+    expect_rc 3
+    err_has "$D/missing.csv"
+    { cat "$D/good.csv"; printf '"n99.png,1\n'; } >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:26: malformed CSV: a quoted field is not closed"
+    { cat "$D/good.csv"; printf 'n99.png,1,extra\n'; } >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:26: malformed CSV: 3 fields, the header has 2"
+    sed 's/^path,label$/path,diagnosis/' "$D/good.csv" >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:1: the header has no 'label' column"
+    sed 's/^a3.png,1$/a3.png,maybe/' "$D/good.csv" >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:7: bad label 'maybe'"
+    { cat "$D/good.csv"; printf './n2.png,0\n'; } >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:26: duplicate path 'n2.png' (first on line 4)"
+    { cat "$D/good.csv"; printf 'ghost.png,1\nsub/ghost2.png,0\n'; } >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L:26: 'ghost.png' is not in $D/in"
+    err_has "$L:27: 'sub/ghost2.png' is not in $D/in"
+    err_has "2 labelled files are not in $D/in"
+    grep -v '^n1[12].png' "$D/good.csv" >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$D/in/n11.png: an image in $D/in without a label in $L"
+    err_has "2 images in $D/in have no label"
+    sed 's/,1$/,0/' "$D/good.csv" >"$L"
+    cal --labels "$L" "$D/in"
+    expect_rc 3
+    err_has "$L: all 24 labels are 0: calibration needs both normal and abnormal scans"
+    cal --labels "$D/good.csv" "$D/in" --min-scans 30
+    expect_rc 3
+    err_has "too few scans: 24 (12 normal, 12 abnormal)"
+    grep -v '^a[1-9][0-9]*.png' "$D/good.csv" >"$L"
+    printf 'a1.png,1\na2.png,1\na3.png,1\na4.png,1\n' >>"$L"
+    mkdir -p "$D/few"
+    cp "$D/in/"n*.png "$D/in/"a[1-4].png "$D/few/"
+    cal --labels "$L" "$D/few"
+    expect_rc 3
+    err_has "at least 5 of each class"
+    # a labelled scan that cannot be scored: every one is named, nothing written
+    cp -r "$D/in" "$D/bad"
+    head -c 2000 "$G/images/normal_8bit.png" >"$D/bad/n3.png"
+    echo "not an image" >"$D/bad/a5.png"
+    cal --labels "$D/good.csv" "$D/bad"
+    expect_rc 3
+    err_has "medscreen: $D/bad/n3.png: "
+    err_has "medscreen: $D/bad/a5.png: "
+    err_has "2 of 24 labelled scans could not be scored"
+    if [ -r "$PYDICOM_FILES/CT_small.dcm" ]; then
+        cp -r "$D/in" "$D/ct"
+        cp "$PYDICOM_FILES/CT_small.dcm" "$D/ct/a6.png"
+        cal --labels "$D/good.csv" "$D/ct"
+        expect_rc 3
+        err_has "$D/ct/a6.png: modality 'CT' is not one the model accepts"
+    fi
+    # fatal (4): the model, the output
+    run calibrate --labels "$D/good.csv" "$D/in" -m "$D/nope.msm" -o "$O"
+    expect_rc 4
+    err_has "$D/nope.msm"
+    run calibrate --labels "$D/good.csv" "$D/in" -m "$SRC/tests/golden/net/unet/model.msm" -o "$O"
+    expect_rc 4
+    run calibrate --labels "$D/good.csv" "$D/in" -m "$M" -o "$D/no/such/dir/o.msm"
+    expect_rc 4
+    err_has "$D/no/such/dir/o.msm"
+    # and the good labels work
+    cal --labels "$D/good.csv" "$D/in" --dry-run
+    expect_rc 0
+    ;;
+calibrate_stats)
+    # Varied generated images (python3 writes the PNGs): the report against an independent
+    # computation of AUROC, the temperature (a brute-force grid), ECE and the thresholds.
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/in"
+    "$PY" - "$D/in" 60 <<'PY' || fail "cannot generate images"
+import os, random, struct, sys, zlib
+def png(path, w, h, px):
+    raw = b"".join(b"\x00" + bytes(px[y * w:(y + 1) * w]) for y in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+out, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(7)
+for i in range(n):
+    cx, cy, r = rng.uniform(8, 40), rng.uniform(8, 40), rng.uniform(3, 15)
+    b, a = rng.uniform(30, 120), rng.uniform(0, 130)
+    px = [max(0, min(255, int(b + (a if (x - cx) ** 2 + (y - cy) ** 2 < r * r else 0)
+                              + rng.uniform(-20, 20)))) for y in range(48) for x in range(48)]
+    png(os.path.join(out, "img%03d.png" % i), 48, 48, px)
+PY
+    run scan -q --no-overlays -m "$G/model.msm" "$D/in" --jsonl
+    expect_rc 0
+    # labels: abnormal more likely for higher scores, so AUROC is well above 0.5
+    "$PY" - "$D/out" "$D/labels.csv" <<'PY' || fail "cannot write labels"
+import json, os, random, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+recs.sort(key=lambda r: r["score"]["value"])
+rng = random.Random(3)
+with open(sys.argv[2], "w") as f:
+    f.write("path,label\n")
+    for i, r in enumerate(recs):
+        lab = 1 if rng.random() < 0.3 + 0.7 * i / len(recs) else 0
+        f.write("%s,%s\n" % (os.path.basename(r["input"]["path"]), ["normal", "abnormal"][lab]))
+PY
+    cp "$D/out" "$D/scores.jsonl"
+    run calibrate --labels "$D/labels.csv" "$D/in" -m "$G/model.msm" -o "$D/new.msm" --json \
+        --targets sens80,sens95,spec70,spec90
+    expect_rc 0
+    cp "$D/out" "$D/cal.json"
+    run scan -q --no-overlays -m "$D/new.msm" "$D/in" --jsonl --operating-point spec90
+    expect_rc 0
+    "$PY" - "$D" <<'PY' || fail "calibration statistics differ from the reference"
+import json, math, os, sys
+d = sys.argv[1]
+cal = json.load(open(os.path.join(d, "cal.json")))
+lab = {}
+for line in open(os.path.join(d, "labels.csv")).read().split("\n")[1:]:
+    if line:
+        p, l = line.split(",")
+        lab[p] = 1 if l == "abnormal" else 0
+s = {os.path.basename(r["input"]["path"]): r["score"]["value"]
+     for r in map(json.loads, open(os.path.join(d, "scores.jsonl")))}
+ys = [lab[k] for k in sorted(s)]
+xs = [s[k] for k in sorted(s)]
+pos = [x for x, y in zip(xs, ys) if y]
+neg = [x for x, y in zip(xs, ys) if not y]
+assert cal["scans"] == {"total": 60, "normal": len(neg), "abnormal": len(pos)}, cal["scans"]
+auc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+assert abs(cal["auroc"]["value"] - auc) < 1e-5, (cal["auroc"], auc)
+assert cal["auroc"]["ci_low"] <= auc <= cal["auroc"]["ci_high"], cal["auroc"]
+assert auc > 0.6, auc
+def sig(z):
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+def loss(T):
+    return sum(-math.log(max(1e-300, sig(x / T) if y else 1 - sig(x / T))) for x, y in zip(xs, ys)) / len(xs)
+grid = [10 ** (-2 + 4 * i / 20000) for i in range(20001)]
+tbest = min(grid, key=loss)
+T = cal["temperature"]["new"]
+assert abs(T - tbest) <= 2e-3 * tbest, (T, tbest)
+assert loss(T) <= loss(tbest) + 1e-7, (T, tbest)
+pr = [sig(x / T) for x in xs]
+def ece(ps):
+    bins = [[0, 0, 0] for _ in range(10)]
+    for p, y in zip(ps, ys):
+        b = bins[min(9, int(p * 10))]
+        b[0] += p; b[1] += y; b[2] += 1
+    return sum(abs(b[0] - b[1]) for b in bins) / len(ps)
+assert abs(cal["ece"]["after"] - ece(pr)) < 1e-4, (cal["ece"], ece(pr))
+assert abs(cal["ece"]["before"] - ece([sig(x / 1.5) for x in xs])) < 1e-4, cal["ece"]
+pp = sorted((p for p, y in zip(pr, ys) if y), reverse=True)
+pn = sorted(p for p, y in zip(pr, ys) if not y)
+for op in cal["operating_points"]:
+    nn = int(op["name"][4:])
+    if op["name"].startswith("sens"):
+        k = -(-nn * len(pp) // 100)
+        want = pp[k - 1]
+        assert op["sensitivity"]["value"] >= nn / 100, op
+    else:
+        m = -(-nn * len(pn) // 100)
+        want = pn[m - 1]
+        assert op["specificity"]["value"] >= nn / 100, op
+    assert abs(op["threshold"] - want) < 2e-5, (op, want)
+    for k in ("sensitivity", "specificity"):
+        c = op[k]
+        assert c["ci_low"] <= c["value"] <= c["ci_high"], op
+# scanning with the calibrated model flags exactly per the fitted spec90 threshold
+thr = [op for op in cal["operating_points"] if op["name"] == "spec90"][0]
+scan = [json.loads(l) for l in open(os.path.join(d, "out"))]
+flag_neg = sum(1 for r in scan if r["score"]["flagged"] and not lab[os.path.basename(r["input"]["path"])])
+assert abs(1 - flag_neg / len(neg) - thr["specificity"]["value"]) < 1e-6, (flag_neg, thr)
+assert cal["temperature"]["at_bound"] is False, cal["temperature"]
+PY
+    ;;
 *)
     fail "unknown case '$CASE'"
     ;;
