@@ -1,9 +1,9 @@
-/* medscreen scan: batch screening. Inputs (files, folders, stdin lists) are shared out to
- * --jobs workers; each worker owns an inference session and takes whole files: read, hash,
- * decode each frame, preprocess per the model's metadata, infer, map the region map back
- * onto the image, extract regions, render the overlay and write the per-scan JSON. One
- * worker's decoding overlaps the others' inference. The batch outputs (summary.json,
- * summary.csv, report.html) are written at the end, also after Ctrl-C / SIGTERM. */
+/* medscreen scan: batch screening. Inputs (files, folders, stdin lists) go through a two-stage
+ * pipeline (see "the pipeline" below): --jobs reader threads read, hash, decode and
+ * preprocess; --jobs scorer threads, each with its own inference session, infer, map the
+ * region map back onto the image, extract regions, render the overlay and write the per-scan
+ * JSON. The batch outputs (summary.json, summary.csv, report.html) are written at the end,
+ * also after Ctrl-C / SIGTERM. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -51,7 +51,7 @@ void cli_scan_usage(FILE *f) {
           "  --frames first|all      frames of multi-frame DICOM to screen (default all)\n"
           "  --overlay-size N        longer side of overlays in pixels (default 1024; 0: full)\n"
           "  --no-overlays           write no overlays, thumbnails or report.html\n"
-          "  -j, --jobs N            parallel workers (default: number of CPUs)\n"
+          "  -j, --jobs N            N reader and N scorer threads (default: number of CPUs)\n"
           "  --jsonl                 also print each scan's JSON on stdout as it finishes\n"
           "  --resume                skip scans whose report in DIR has the same input and\n"
           "                          model sha256 (errors are retried)\n"
@@ -286,6 +286,8 @@ static int parse_args(int argc, char **argv, scan_opts *o, int *verbosity, const
 
 /* ---- shared state ---------------------------------------------------------------------- */
 
+typedef struct scan_item scan_item;
+
 typedef struct scan_batch {
     const scan_opts *opt;
     const ms_net *net;
@@ -299,8 +301,14 @@ typedef struct scan_batch {
     atomic_size_t next;
     pthread_mutex_t lock; /* rows, stdout, progress, fatal */
     cli_scan_rows rows;
-    size_t files_done;
-    uint64_t ok, flagged, skipped, errors, resumed;
+    size_t files_done, scans_done;
+    uint64_t flagged, errors, resumed;
+    size_t input_floats; /* one image of the model input */
+    /* the reader -> scorer queue, under lock */
+    scan_item **q;
+    size_t q_cap, q_head, q_len;
+    int32_t readers_left;
+    pthread_cond_t q_not_empty, q_not_full;
     bool fatal;
     char fatal_msg[MS_ERR_MSG_MAX];
     double t_start, last_progress;
@@ -381,20 +389,62 @@ static void progress_locked(scan_batch *b, bool final) {
     double rate = el > 0 ? (double)b->files_done / el : 0;
     size_t left = b->count - b->files_done;
     double eta = rate > 0 ? (double)left / rate : 0;
-    fprintf(stderr, "\rscan: %zu/%zu files, %.1f/s, ETA %dm%02ds, %llu flagged, %llu errors ",
-            b->files_done, b->count, rate, (int)(eta / 60), (int)fmod(eta, 60),
+    fprintf(stderr,
+            "\rscan: %zu/%zu files read, %zu scans done, %.1f files/s, ETA %dm%02ds, %llu "
+            "flagged, %llu errors ",
+            b->files_done, b->count, b->scans_done, rate, (int)(eta / 60), (int)fmod(eta, 60),
             (unsigned long long)b->flagged, (unsigned long long)b->errors);
     if (final) fputc('\n', stderr);
     fflush(stderr);
 }
 
-/* ---- one scan ------------------------------------------------------------------------- */
+/* ---- the pipeline ----------------------------------------------------------------------
+ * Readers (--jobs threads) take whole files: read, hash, --resume check, decode each frame,
+ * check the model accepts it, preprocess. They queue one item per frame. Scorers (--jobs
+ * threads, one inference session each) take items: infer, regions, overlay, JSON. The queue
+ * holds at most 2 x jobs items, which bounds memory however large the batch is, and lets one
+ * thread decode while another infers even with --jobs 1. */
 
-typedef struct worker {
-    scan_batch *b;
-    ms_session *session;
-    float *input; /* one image of the model input */
-} worker;
+typedef struct scan_item {
+    ms_scan_result r;
+    char *stem;              /* owned: the frame's output stem */
+    char msg[MS_ERR_MSG_MAX + 64]; /* reason storage */
+    ms_image *img;           /* decoded frame, when it is to be scored */
+    float *input;            /* its model input */
+    ms_geometry geo;
+} scan_item;
+
+static void item_free(scan_item *it) {
+    if (!it) return;
+    ms_image_destroy(it->img);
+    free(it->input);
+    free(it->stem);
+    free(it);
+}
+
+static void queue_push(scan_batch *b, scan_item *it) {
+    pthread_mutex_lock(&b->lock);
+    while (b->q_len == b->q_cap) pthread_cond_wait(&b->q_not_full, &b->lock);
+    b->q[(b->q_head + b->q_len) % b->q_cap] = it;
+    b->q_len++;
+    pthread_cond_signal(&b->q_not_empty);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* NULL when every reader has finished and the queue is empty. */
+static scan_item *queue_pop(scan_batch *b) {
+    pthread_mutex_lock(&b->lock);
+    while (b->q_len == 0 && b->readers_left > 0) pthread_cond_wait(&b->q_not_empty, &b->lock);
+    scan_item *it = NULL;
+    if (b->q_len > 0) {
+        it = b->q[b->q_head];
+        b->q_head = (b->q_head + 1) % b->q_cap;
+        b->q_len--;
+        pthread_cond_signal(&b->q_not_full);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return it;
+}
 
 static bool codes_accept(const ms_meta_codes *c, const char *value, bool empty_ok) {
     if (c->any || c->count == 0) return true;
@@ -441,12 +491,10 @@ static void record(scan_batch *b, const ms_scan_result *r, const ms_buf *json) {
             snprintf(b->fatal_msg, sizeof b->fatal_msg, "out of memory");
         }
     }
+    b->scans_done++;
     if (r->status == MS_SCAN_OK) {
-        b->ok++;
         if (r->flagged) b->flagged++;
-    } else if (r->status == MS_SCAN_SKIPPED) {
-        b->skipped++;
-    } else {
+    } else if (r->status == MS_SCAN_ERROR) {
         b->errors++;
     }
     if (b->opt->jsonl && json && json->len) {
@@ -455,24 +503,20 @@ static void record(scan_batch *b, const ms_scan_result *r, const ms_buf *json) {
         fputc('\n', stdout);
         fflush(stdout);
     }
+    progress_locked(b, false);
     pthread_mutex_unlock(&b->lock);
 }
 
-/* Renders the JSON report, writes it (with -o) and records the scan. */
-static void finish_scan(worker *w, ms_scan_result *r) {
-    scan_batch *b = w->b;
+/* Reports an error on stderr, renders the JSON report, writes it (with -o), records it. */
+static void finish_scan(scan_batch *b, ms_scan_result *r) {
     if (r->status == MS_SCAN_ERROR && r->reason) {
         ms_err e;
         e.status = MS_EINTERNAL;
         ms_str_copy(e.msg, sizeof e.msg, r->reason);
-        if (b->progress) {
-            pthread_mutex_lock(&b->lock);
-            fputs("\r\033[K", stderr);
-            cli_report_input_error(r->path, &e);
-            pthread_mutex_unlock(&b->lock);
-        } else {
-            cli_report_input_error(r->path, &e);
-        }
+        pthread_mutex_lock(&b->lock);
+        if (b->progress) fputs("\r\033[K", stderr);
+        cli_report_input_error(r->path, &e);
+        pthread_mutex_unlock(&b->lock);
     }
     ms_buf json = {0};
     if (!ms_report_scan_json(&b->ctx, r, &json)) {
@@ -484,43 +528,30 @@ static void finish_scan(worker *w, ms_scan_result *r) {
     ms_buf_free(&json);
 }
 
-static char *frame_stem(const char *stem, uint32_t frame, uint32_t frames) {
-    size_t len = strlen(stem) + 16;
-    char *s = malloc(len);
-    if (!s) return NULL;
-    if (frames > 1)
-        snprintf(s, len, "%s-f%04u", stem, frame);
-    else
-        snprintf(s, len, "%s", stem);
-    return s;
+static void fail_item(scan_item *it, const ms_err *err) {
+    it->r.status = MS_SCAN_ERROR;
+    it->r.reason_code = ms_status_name(err->status);
+    snprintf(it->msg, sizeof it->msg, "%s", err->msg[0] ? err->msg : ms_status_name(err->status));
+    it->r.reason = it->msg;
 }
 
-/* Scores one decoded frame into r (status ok or skipped or error); writes its overlay. */
-static void score_frame(worker *w, ms_image *img, ms_scan_result *r, ms_region **regions_out,
-                        char *msg, size_t msg_cap) {
-    scan_batch *b = w->b;
+/* Scores a preprocessed frame (scorer side): status ok, or error. */
+static void score_item(scan_batch *b, ms_session *session, scan_item *it) {
     const ms_model_meta *m = b->meta;
+    ms_scan_result *r = &it->r;
+    ms_image *img = it->img;
     ms_err err;
     ms_err_clear(&err);
-    const char *why = refuse_reason(m, &img->prov, msg, msg_cap, r->path);
-    if (why) {
-        r->status = MS_SCAN_SKIPPED;
-        r->reason_code = why;
-        r->reason = msg;
-        return;
-    }
-    double t0 = now_s();
-    ms_geometry geo;
-    if (ms_score_preprocess(m, img, w->input, &geo, &err) != MS_OK) goto fail;
+    float *prob = NULL;
+    ms_region *regs = NULL;
     double t1 = now_s();
-    r->t_preprocess = t1 - t0;
-    if (ms_session_run(w->session, w->input, &err) != MS_OK) goto fail;
+    if (ms_session_run(session, it->input, &err) != MS_OK) goto fail;
     double t2 = now_s();
     r->t_infer = t2 - t1;
 
     ms_tensor score_t, map_t;
-    if (ms_session_output(w->session, m->score_index, &score_t) != MS_OK) {
-        ms_fail(&err, MS_EINTERNAL, "the model has no score output");
+    if (ms_session_output(session, m->score_index, &score_t) != MS_OK) {
+        ms_fail(&err, MS_EINTERNAL, "%s: the model has no score output", r->path);
         goto fail;
     }
     float value = tensor_at(&score_t, m->score_channel);
@@ -532,10 +563,9 @@ static void score_frame(worker *w, ms_image *img, ms_scan_result *r, ms_region *
     r->probability = ms_score_probability(m, value);
     r->flagged = r->probability >= b->ctx.threshold;
 
-    float *prob = NULL;
     if (m->output_map) {
-        if (ms_session_output(w->session, m->map_index, &map_t) != MS_OK) {
-            ms_fail(&err, MS_EINTERNAL, "the model has no map output");
+        if (ms_session_output(session, m->map_index, &map_t) != MS_OK) {
+            ms_fail(&err, MS_EINTERNAL, "%s: the model has no map output", r->path);
             goto fail;
         }
         size_t plane = (size_t)map_t.h * (size_t)map_t.w;
@@ -544,107 +574,112 @@ static void score_frame(worker *w, ms_image *img, ms_scan_result *r, ms_region *
         prob = malloc(pixels * sizeof *prob);
         if (!cells || !prob) {
             free(cells);
-            free(prob);
             ms_fail(&err, MS_ENOMEM, "%s: out of memory for the region map", r->path);
             goto fail;
         }
         const float *src = map_t.data + (size_t)m->map_channel * plane;
         for (size_t i = 0; i < plane; i++) cells[i] = (float)ms_score_map_probability(m, src[i]);
-        ms_status st = ms_score_map_to_image(cells, map_t.w, map_t.h, &geo, prob, &err);
+        ms_status st = ms_score_map_to_image(cells, map_t.w, map_t.h, &it->geo, prob, &err);
         free(cells);
-        if (st != MS_OK) {
-            free(prob);
-            goto fail;
-        }
+        if (st != MS_OK) goto fail;
         ms_region_opts ro = {(float)b->ctx.region_threshold, (float)b->ctx.region_low_threshold,
                              b->opt->min_region_px ? b->opt->min_region_px
                                                    : (uint64_t)(pixels / 2000 + 1),
                              b->opt->max_regions};
-        ms_region *regs = NULL;
         uint32_t nreg = 0;
-        st = ms_score_regions(prob, img->width, img->height, img->prov.spacing_row_mm,
-                              img->prov.spacing_col_mm, &ro, &regs, &nreg, &err);
-        if (st != MS_OK) {
-            free(prob);
+        if (ms_score_regions(prob, img->width, img->height, img->prov.spacing_row_mm,
+                             img->prov.spacing_col_mm, &ro, &regs, &nreg, &err) != MS_OK)
             goto fail;
-        }
         r->regions = regs;
         r->region_count = nreg;
-        *regions_out = regs;
     }
     r->t_regions = now_s() - t2;
 
     if (b->opt->out_dir && b->opt->overlays) {
         ms_buf png = {0}, jpg = {0};
-        ms_status st = ms_report_overlay_png(img, prob, (float)b->ctx.region_low_threshold,
-                                             r->regions, r->region_count,
+        float low = (float)b->ctx.region_low_threshold;
+        ms_status st = ms_report_overlay_png(img, prob, low, r->regions, r->region_count,
                                              b->opt->overlay_side, &png, &err);
         if (st == MS_OK)
-            st = ms_report_thumbnail_jpeg(img, prob, (float)b->ctx.region_low_threshold,
-                                          r->regions, r->region_count, 256, &jpg, &err);
-        if (st == MS_OK) {
+            st = ms_report_thumbnail_jpeg(img, prob, low, r->regions, r->region_count, 256, &jpg,
+                                          &err);
+        if (st == MS_OK)
             r->has_overlay = write_file(b, "overlays", r->stem, ".png", png.p, png.len) &&
                              write_file(b, "thumbs", r->stem, ".jpg", jpg.p, jpg.len);
-        }
         ms_buf_free(&png);
         ms_buf_free(&jpg);
-        if (st != MS_OK) {
-            free(prob);
-            goto fail;
-        }
+        if (st != MS_OK) goto fail;
     }
     free(prob);
     r->status = MS_SCAN_OK;
+    finish_scan(b, r);
+    ms_free(regs);
     return;
 fail:
-    r->status = MS_SCAN_ERROR;
-    r->reason_code = ms_status_name(err.status);
-    snprintf(msg, msg_cap, "%s", err.msg[0] ? err.msg : ms_status_name(err.status));
-    r->reason = msg;
+    free(prob);
+    r->regions = NULL;
+    r->region_count = 0;
+    ms_free(regs);
+    fail_item(it, &err);
+    finish_scan(b, r);
 }
 
-static void error_result(worker *w, ms_scan_result *r, const ms_err *err, char *msg,
-                         size_t cap) {
-    r->status = MS_SCAN_ERROR;
-    r->reason_code = ms_status_name(err->status);
-    snprintf(msg, cap, "%s", err->msg[0] ? err->msg : ms_status_name(err->status));
-    r->reason = msg;
-    finish_scan(w, r);
+static scan_item *new_item(scan_batch *b, const ms_scan_result *proto, const char *stem,
+                           uint32_t frame, uint32_t frames, bool suffix) {
+    scan_item *it = calloc(1, sizeof *it);
+    size_t len = strlen(stem) + 16;
+    char *s = it ? malloc(len) : NULL;
+    if (!s) {
+        free(it);
+        set_fatal(b, "out of memory");
+        return NULL;
+    }
+    if (suffix)
+        snprintf(s, len, "%s-f%04u", stem, frame);
+    else
+        snprintf(s, len, "%s", stem);
+    it->r = *proto;
+    it->r.frame = frame;
+    it->r.frame_count = frames;
+    it->stem = s;
+    it->r.stem = s;
+    return it;
 }
 
-static void scan_file(worker *w, size_t idx) {
-    scan_batch *b = w->b;
+/* Reader side: one file, queued frame by frame. */
+static void read_file(scan_batch *b, size_t idx) {
     const cli_input *in = &b->inputs.items[idx];
     const char *stem = b->stems[idx];
-    char msg[MS_ERR_MSG_MAX + 64];
     ms_err err;
     ms_err_clear(&err);
-    ms_scan_result r;
-    memset(&r, 0, sizeof r);
-    r.path = in->path;
-    r.stem = stem;
-    r.probability = NAN;
-    r.score_value = NAN;
+    ms_scan_result proto;
+    memset(&proto, 0, sizeof proto);
+    proto.path = in->path;
+    proto.probability = NAN;
+    proto.score_value = NAN;
 
     double t0 = now_s();
     struct stat sb;
     uint8_t *data = NULL;
     size_t size = 0;
-    if (stat(in->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        ms_fail(&err, MS_EIO, "%s: not a regular file", in->path);
-        error_result(w, &r, &err, msg, sizeof msg);
+    ms_status st = MS_OK;
+    if (stat(in->path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        st = ms_fail(&err, MS_EIO, "%s: not a regular file", in->path);
+    else
+        st = ms_file_read_all(in->path, b->opt->lim.max_file_bytes, &data, &size, &err);
+    if (st != MS_OK) {
+        scan_item *it = new_item(b, &proto, stem, 0, 0, false);
+        if (!it) return;
+        fail_item(it, &err);
+        queue_push(b, it);
         return;
     }
-    if (ms_file_read_all(in->path, b->opt->lim.max_file_bytes, &data, &size, &err) != MS_OK) {
-        error_result(w, &r, &err, msg, sizeof msg);
-        return;
-    }
-    ms_sha256_hex(data, size, r.input_sha256);
-    r.input_bytes = size;
-    r.t_read = now_s() - t0;
+    ms_sha256_hex(data, size, proto.input_sha256);
+    proto.input_bytes = size;
+    proto.t_read = now_s() - t0;
 
-    if (b->opt->resume && cli_scan_resume(b->opt->out_dir, stem, r.input_sha256, b->model_sha,
-                                          &b->rows, &b->lock)) {
+    if (b->opt->resume && cli_scan_resume(b->opt->out_dir, stem, proto.input_sha256,
+                                          b->model_sha, &b->rows, &b->lock)) {
         pthread_mutex_lock(&b->lock);
         b->resumed++;
         pthread_mutex_unlock(&b->lock);
@@ -654,59 +689,110 @@ static void scan_file(worker *w, size_t idx) {
 
     ms_source *src = NULL;
     if (ms_source_open_memory(data, size, in->path, &b->opt->lim, &src, &err) != MS_OK) {
-        error_result(w, &r, &err, msg, sizeof msg);
+        scan_item *it = new_item(b, &proto, stem, 0, 0, false);
+        if (it) {
+            fail_item(it, &err);
+            queue_push(b, it);
+        }
         ms_free(data);
         return;
     }
     uint32_t frames = ms_source_frame_count(src);
     uint32_t last = b->opt->all_frames && frames > 0 ? frames - 1 : 0;
+    bool suffix = b->opt->all_frames && frames > 1;
     for (uint32_t f = 0; f <= last && !stopping(b); f++) {
-        ms_scan_result fr = r;
-        fr.frame = f;
-        fr.frame_count = frames;
-        char *fstem = frame_stem(stem, f, b->opt->all_frames ? frames : 1);
-        if (!fstem) {
-            set_fatal(b, "out of memory");
-            break;
-        }
-        fr.stem = fstem;
+        scan_item *it = new_item(b, &proto, stem, f, frames, suffix);
+        if (!it) break;
         ms_decode_opts d = ms_score_decode_opts(b->meta);
         d.frame = f;
-        ms_image *img = NULL;
         ms_err_clear(&err);
         double td = now_s();
-        if (ms_source_decode(src, &d, &img, &err) != MS_OK) {
-            error_result(w, &fr, &err, msg, sizeof msg);
-        } else {
-            fr.t_decode = now_s() - td;
-            fr.decoded = true;
-            fr.prov = img->prov;
-            fr.width = img->width;
-            fr.height = img->height;
-            ms_region *regs = NULL;
-            score_frame(w, img, &fr, &regs, msg, sizeof msg);
-            ms_image_destroy(img);
-            finish_scan(w, &fr);
-            ms_free(regs);
+        if (ms_source_decode(src, &d, &it->img, &err) != MS_OK) {
+            fail_item(it, &err);
+            queue_push(b, it);
+            continue;
         }
-        free(fstem);
+        double tp = now_s();
+        it->r.t_decode = tp - td;
+        it->r.decoded = true;
+        it->r.prov = it->img->prov;
+        it->r.width = it->img->width;
+        it->r.height = it->img->height;
+        const char *why = refuse_reason(b->meta, &it->img->prov, it->msg, sizeof it->msg,
+                                        in->path);
+        if (why) {
+            it->r.status = MS_SCAN_SKIPPED;
+            it->r.reason_code = why;
+            it->r.reason = it->msg;
+            ms_image_destroy(it->img);
+            it->img = NULL;
+        } else if (!(it->input = malloc(b->input_floats * sizeof(float)))) {
+            ms_fail(&err, MS_ENOMEM, "%s: out of memory for the model input", in->path);
+            fail_item(it, &err);
+        } else if (ms_score_preprocess(b->meta, it->img, it->input, &it->geo, &err) != MS_OK) {
+            fail_item(it, &err);
+        } else {
+            it->r.t_preprocess = now_s() - tp;
+        }
+        if (it->r.status != MS_SCAN_OK) {
+            ms_image_destroy(it->img);
+            it->img = NULL;
+        }
+        queue_push(b, it);
     }
     ms_source_destroy(src);
     ms_free(data);
 }
 
-static void *worker_main(void *arg) {
-    worker *w = arg;
-    scan_batch *b = w->b;
+static void *reader_main(void *arg) {
+    scan_batch *b = arg;
     for (;;) {
         if (stopping(b)) break;
         size_t k = atomic_fetch_add(&b->next, 1);
         if (k >= b->count) break;
-        scan_file(w, b->order[k]);
+        read_file(b, b->order[k]);
         pthread_mutex_lock(&b->lock);
         b->files_done++;
         progress_locked(b, false);
         pthread_mutex_unlock(&b->lock);
+    }
+    pthread_mutex_lock(&b->lock);
+    b->readers_left--;
+    pthread_cond_broadcast(&b->q_not_empty);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* When no reader thread can start, this thread reads (the scorers already run). */
+static void reader_main_inline(scan_batch *b) {
+    pthread_mutex_lock(&b->lock);
+    b->readers_left++;
+    pthread_mutex_unlock(&b->lock);
+    reader_main(b);
+}
+
+typedef struct scorer {
+    scan_batch *b;
+    ms_session *session;
+} scorer;
+
+/* Scorers drain the queue to the end, also after a signal or a fatal error, so that no
+ * reader stays blocked; after a fatal error items are dropped unscored. */
+static void *scorer_main(void *arg) {
+    scorer *s = arg;
+    scan_batch *b = s->b;
+    scan_item *it;
+    while ((it = queue_pop(b)) != NULL) {
+        pthread_mutex_lock(&b->lock);
+        bool fatal = b->fatal;
+        pthread_mutex_unlock(&b->lock);
+        if (!fatal) {
+            if (it->r.status == MS_SCAN_OK && it->img)
+                score_item(b, s->session, it);
+            else
+                finish_scan(b, &it->r);
+        }
+        item_free(it);
     }
     return NULL;
 }
@@ -923,9 +1009,10 @@ int cli_scan_main(int argc, char **argv, int verbosity) {
     b.opt = &o;
     pthread_mutex_init(&b.lock, NULL);
     int rc = CLI_EXIT_OK;
-    worker *workers = NULL;
+    scorer *scorers = NULL;
     pthread_t *tids = NULL;
-    int32_t started = 0, njobs = 0;
+    int32_t njobs = 0;
+    bool conds = false;
     ms_net *net = NULL;
     ms_err err;
     ms_err_clear(&err);
@@ -991,31 +1078,52 @@ int cli_scan_main(int argc, char **argv, int verbosity) {
     b.t_start = now_s();
     int32_t jobs = o.jobs;
     if ((size_t)jobs > b.count) jobs = b.count ? (int32_t)b.count : 1;
-    workers = calloc((size_t)jobs, sizeof *workers);
-    tids = calloc((size_t)jobs, sizeof *tids);
-    if (!workers || !tids) goto oom;
+    scorers = calloc((size_t)jobs, sizeof *scorers);
+    tids = calloc((size_t)jobs * 2, sizeof *tids);
+    b.q_cap = (size_t)jobs * 2;
+    b.q = calloc(b.q_cap, sizeof *b.q);
+    if (!scorers || !tids || !b.q) goto oom;
     njobs = jobs;
     int32_t ic = 0, ih = 0, iw = 0;
     ms_net_input_shape(net, b.meta->input_index, &ic, &ih, &iw);
+    b.input_floats = (size_t)ic * (size_t)ih * (size_t)iw;
     ms_session_options so = {1, 1, false};
     for (int32_t j = 0; j < jobs; j++) {
-        workers[j].b = &b;
-        workers[j].input = malloc((size_t)ic * (size_t)ih * (size_t)iw * sizeof(float));
-        if (!workers[j].input) goto oom;
-        if (ms_session_create_opts(net, &so, &workers[j].session, &err) != MS_OK) {
+        scorers[j].b = &b;
+        if (ms_session_create_opts(net, &so, &scorers[j].session, &err) != MS_OK) {
             cli_report_input_error(o.model_path, &err);
             rc = CLI_EXIT_FATAL;
             goto done;
         }
     }
-    /* Worker 0 is this thread. */
-    for (int32_t j = 1; j < jobs; j++) {
-        if (pthread_create(&tids[j], NULL, worker_main, &workers[j]) != 0) break;
-        started = j;
+    pthread_cond_init(&b.q_not_empty, NULL);
+    pthread_cond_init(&b.q_not_full, NULL);
+    conds = true;
+    int32_t nthreads = 0, scorers_up = 0;
+    b.readers_left = jobs; /* before any scorer starts: none may see "no readers, empty" */
+    for (int32_t j = 0; j < jobs; j++) {
+        if (pthread_create(&tids[nthreads], NULL, scorer_main, &scorers[j]) != 0) break;
+        nthreads++;
+        scorers_up++;
     }
-    worker_main(&workers[0]);
-    for (int32_t j = 1; j <= started; j++) pthread_join(tids[j], NULL);
-    started = 0;
+    if (scorers_up == 0) {
+        cli_diag("scan: cannot start worker threads");
+        rc = CLI_EXIT_FATAL;
+        goto done;
+    }
+    for (int32_t j = 0; j < jobs; j++) {
+        if (pthread_create(&tids[nthreads], NULL, reader_main, &b) != 0) {
+            /* Fewer readers: the ones that started share the files. */
+            pthread_mutex_lock(&b.lock);
+            b.readers_left -= jobs - j;
+            pthread_cond_broadcast(&b.q_not_empty);
+            pthread_mutex_unlock(&b.lock);
+            if (j == 0) reader_main_inline(&b);
+            break;
+        }
+        nthreads++;
+    }
+    for (int32_t t = 0; t < nthreads; t++) pthread_join(tids[t], NULL);
 
     pthread_mutex_lock(&b.lock);
     progress_locked(&b, true);
@@ -1064,14 +1172,15 @@ oom:
     cli_diag("scan: out of memory");
     rc = CLI_EXIT_FATAL;
 done:
-    if (workers) {
-        for (int32_t j = 0; j < njobs; j++) {
-            ms_session_destroy(workers[j].session);
-            free(workers[j].input);
-        }
-    }
-    free(workers);
+    if (scorers)
+        for (int32_t j = 0; j < njobs; j++) ms_session_destroy(scorers[j].session);
+    free(scorers);
     free(tids);
+    free(b.q);
+    if (conds) {
+        pthread_cond_destroy(&b.q_not_empty);
+        pthread_cond_destroy(&b.q_not_full);
+    }
     if (b.stems)
         for (size_t i = 0; i < b.inputs.n; i++) free(b.stems[i]);
     free(b.stems);
