@@ -41,7 +41,7 @@ typedef struct ms_scan_context {
     const char *operating_point; /* its name, or NULL with --threshold */
     double threshold;            /* on the score's probability */
     double region_threshold, region_low_threshold;
-    uint64_t min_region_px;
+    uint64_t min_region_px;      /* 0: per scan, image pixels / 2000 + 1 */
 } ms_scan_context;
 
 /* One scan (one frame of one input). Strings and arrays are borrowed. */
@@ -64,8 +64,9 @@ typedef struct ms_scan_result {
     uint32_t region_count;
     const ms_region *regions;  /* ranked */
     bool has_overlay;          /* overlays/<stem>.png and thumbs/<stem>.jpg were written */
+    uint64_t min_region_px;    /* the minimum region area used for this scan (0: not scored) */
     /* seconds spent */
-    double t_read, t_decode, t_preprocess, t_infer, t_regions;
+    double t_read, t_decode, t_preprocess, t_infer, t_regions, t_overlay;
 } ms_scan_result;
 
 /* Appends the per-scan JSON document (one line, no trailing newline) to out. Schema:

@@ -582,10 +582,10 @@ static void score_item(scan_batch *b, ms_session *session, scan_item *it) {
         ms_status st = ms_score_map_to_image(cells, map_t.w, map_t.h, &it->geo, prob, &err);
         free(cells);
         if (st != MS_OK) goto fail;
+        r->min_region_px = b->opt->min_region_px ? b->opt->min_region_px
+                                                 : (uint64_t)(pixels / 2000 + 1);
         ms_region_opts ro = {(float)b->ctx.region_threshold, (float)b->ctx.region_low_threshold,
-                             b->opt->min_region_px ? b->opt->min_region_px
-                                                   : (uint64_t)(pixels / 2000 + 1),
-                             b->opt->max_regions};
+                             r->min_region_px, b->opt->max_regions};
         uint32_t nreg = 0;
         if (ms_score_regions(prob, img->width, img->height, img->prov.spacing_row_mm,
                              img->prov.spacing_col_mm, &ro, &regs, &nreg, &err) != MS_OK)
@@ -595,6 +595,7 @@ static void score_item(scan_batch *b, ms_session *session, scan_item *it) {
     }
     r->t_regions = now_s() - t2;
 
+    double t3 = now_s();
     if (b->opt->out_dir && b->opt->overlays) {
         ms_buf png = {0}, jpg = {0};
         float low = (float)b->ctx.region_low_threshold;
@@ -610,6 +611,7 @@ static void score_item(scan_batch *b, ms_session *session, scan_item *it) {
         ms_buf_free(&jpg);
         if (st != MS_OK) goto fail;
     }
+    r->t_overlay = now_s() - t3;
     free(prob);
     r->status = MS_SCAN_OK;
     finish_scan(b, r);

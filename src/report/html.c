@@ -210,11 +210,12 @@ static void html_header(html_out *o, const ms_scan_context *ctx, const ms_summar
         ms_buf_puts(b, ", ");
     }
     ms_buf_printf(b, "flagged at probability &ge; %.6g</dd>\n", ctx->threshold);
-    ms_buf_printf(b,
-                  "<dt>Regions</dt><dd>seeded at &ge; %.6g, grown to &ge; %.6g, at least "
-                  "%llu px</dd>\n",
-                  ctx->region_threshold, ctx->region_low_threshold,
-                  (unsigned long long)ctx->min_region_px);
+    ms_buf_printf(b, "<dt>Regions</dt><dd>seeded at &ge; %.6g, grown to &ge; %.6g, ",
+                  ctx->region_threshold, ctx->region_low_threshold);
+    if (ctx->min_region_px)
+        ms_buf_printf(b, "at least %llu px</dd>\n", (unsigned long long)ctx->min_region_px);
+    else
+        ms_buf_puts(b, "at least 1/2000 of the image</dd>\n");
     ms_buf_printf(b,
                   "<dt>Scans</dt><dd id=\"totals\" data-scans=\"%llu\" data-flagged=\"%llu\">"
                   "%llu: %llu scored, %llu flagged, %llu skipped, %llu errors"

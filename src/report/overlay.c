@@ -322,6 +322,10 @@ static void pngw_body(pngw_ctx *c) {
     png_set_write_fn(c->png, c, pngw_write_cb, pngw_flush_cb);
     png_set_IHDR(c->png, c->info, (png_uint_32)cv->w, (png_uint_32)cv->h, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    /* zlib at its default level took ~70% of a scan's time (bench-scan.sh); level 2 with
+     * the SUB filter writes ~1.3x larger files about 3x faster. */
+    png_set_compression_level(c->png, 2);
+    png_set_filter(c->png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
     png_write_info(c->png, c->info);
     for (int32_t y = 0; y < cv->h; y++)
         png_write_row(c->png, cv->rgb + (size_t)y * (size_t)cv->w * 3);

@@ -6,7 +6,8 @@
 
 /* Adds "tool", "model", "operating_point" and "region_threshold" to a document, so the
  * per-scan JSON and summary.json describe the run the same way. (scan_json.c) */
-void ms_report_add_context(ms_json *root, const ms_scan_context *ctx);
+/* min_area_px: the value to report (a scan's own, or the context's for a summary). */
+void ms_report_add_context(ms_json *root, const ms_scan_context *ctx, uint64_t min_area_px);
 
 /* Adds "reason": {"code", "message"} for skipped and error scans, null for ok. (scan_json.c) */
 void ms_report_add_reason(ms_json *o, ms_scan_status status, const char *code, const char *message);

@@ -25,7 +25,7 @@ static void str_or_null(ms_json *o, const char *key, const char *s) {
         ms_json_str(o, key, s);
 }
 
-void ms_report_add_context(ms_json *root, const ms_scan_context *ctx) {
+void ms_report_add_context(ms_json *root, const ms_scan_context *ctx, uint64_t min_area_px) {
     ms_json sub;
     ms_json_init(&sub);
     ms_json_str(&sub, "name", "medscreen");
@@ -47,7 +47,7 @@ void ms_report_add_context(ms_json *root, const ms_scan_context *ctx) {
     ms_json_init(&sub);
     ms_json_num(&sub, "high", ctx->region_threshold);
     ms_json_num(&sub, "low", ctx->region_low_threshold);
-    ms_json_uint(&sub, "min_area_px", ctx->min_region_px);
+    ms_json_uint(&sub, "min_area_px", min_area_px);
     ms_json_obj(root, "region_threshold", &sub);
 }
 
@@ -188,7 +188,7 @@ bool ms_report_scan_json(const ms_scan_context *ctx, const ms_scan_result *r, ms
     ms_json root, sub;
     ms_json_init(&root);
     ms_json_str(&root, "schema", MS_REPORT_SCHEMA);
-    ms_report_add_context(&root, ctx);
+    ms_report_add_context(&root, ctx, r->min_region_px ? r->min_region_px : ctx->min_region_px);
     add_input(&root, r);
     ms_json_str(&root, "status", ms_scan_status_name(r->status));
     ms_report_add_reason(&root, r->status, r->reason_code, r->reason);
@@ -213,6 +213,7 @@ bool ms_report_scan_json(const ms_scan_context *ctx, const ms_scan_result *r, ms
     ms_json_num(&sub, "preprocess", r->t_preprocess * 1e3);
     ms_json_num(&sub, "infer", r->t_infer * 1e3);
     ms_json_num(&sub, "regions", r->t_regions * 1e3);
+    ms_json_num(&sub, "overlay", r->t_overlay * 1e3);
     ms_json_obj(&root, "timings_ms", &sub);
 
     bool ok = ms_json_render(&root, out);

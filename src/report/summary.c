@@ -101,7 +101,7 @@ bool ms_report_summary_json(const ms_scan_context *ctx, const ms_summary_row *ro
     ms_json root, sub;
     ms_json_init(&root);
     ms_json_str(&root, "schema", MS_SUMMARY_SCHEMA);
-    ms_report_add_context(&root, ctx);
+    ms_report_add_context(&root, ctx, ctx->min_region_px);
 
     ms_json_init(&sub);
     ms_json_uint(&sub, "scans", tot->scans);
