@@ -26,8 +26,8 @@
 #include "medscreen/net.h"
 #include "medscreen/nn.h"
 #include "medscreen/score.h"
+#include "model_use.h"
 
-#define DEFAULT_MODEL_NAME "cxr-screener.msm"
 #define MIN_PER_CLASS 5u
 #define MAX_LABELS_BYTES (256u << 20)
 #define MAX_LISTED 5u /* files named in a mismatch message */
@@ -55,7 +55,7 @@ void cli_calibrate_usage(FILE *f) {
           "  -o, --output FILE    the calibrated model to write (required unless --dry-run;\n"
           "                       never the input model itself)\n"
           "  --dry-run            fit and report, write nothing\n"
-          "  -m, --model FILE     model (default: $MEDSCREEN_MODEL, else models/" DEFAULT_MODEL_NAME
+          "  -m, --model FILE     model (default: $MEDSCREEN_MODEL, else models/" CLI_DEFAULT_MODEL_NAME
           "\n"
           "                       beside the executable's folder or in ../share/medscreen)\n"
           "  --targets LIST       operating points to fit, comma-separated sensNN (the highest\n"
@@ -140,27 +140,6 @@ static int parse_targets(const char *arg, cal_opts *o) {
         p = comma + 1;
     }
     return -1;
-}
-
-static char *exe_relative_model(void) {
-    /* The same lookup as scan (scan_cmd.c keeps its copy static). */
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return NULL;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = '\0';
-    static const char *const rel[] = {"/../models/", "/../share/medscreen/models/"};
-    for (size_t i = 0; i < 2; i++) {
-        size_t len = strlen(exe) + strlen(rel[i]) + sizeof DEFAULT_MODEL_NAME;
-        char *p = malloc(len);
-        if (!p) return NULL;
-        snprintf(p, len, "%s%s%s", exe, rel[i], DEFAULT_MODEL_NAME);
-        if (access(p, R_OK) == 0) return p;
-        free(p);
-    }
-    return NULL;
 }
 
 static int parse_args(int argc, char **argv, cal_opts *o, int *verbosity) {
@@ -690,34 +669,13 @@ static int check_counts(const cal_opts *o, const labels *l) {
 
 /* ---- scoring -------------------------------------------------------------------------- */
 
-static bool codes_accept(const ms_meta_codes *c, const char *value, bool empty_ok) {
-    if (c->any || c->count == 0) return true;
-    if (!value || !value[0]) return empty_ok;
-    for (uint32_t i = 0; i < c->count; i++)
-        if (strcmp(c->items[i], value) == 0) return true;
-    return false;
-}
-
-/* The scans scan would skip (the same rules as scan_cmd.c): here an error, since a label
- * without a score would bias the fit. */
+/* The scans scan would skip: here an error, since a label without a score would bias the
+ * fit. */
 static bool refused(const ms_model_meta *m, const ms_provenance *p, ms_err *err, const char *path) {
-    if (p->format != MS_FORMAT_DICOM) return false;
-    if (!codes_accept(&m->modalities, p->modality, false)) {
-        ms_fail(err, MS_EUNSUPPORTED, "%s: modality '%s' is not one the model accepts", path,
-                p->modality[0] ? p->modality : "(none)");
-        return true;
-    }
-    if (!codes_accept(&m->body_parts, p->body_part, true)) {
-        ms_fail(err, MS_EUNSUPPORTED, "%s: body part '%s' is not one the model accepts", path,
-                p->body_part);
-        return true;
-    }
-    if (!codes_accept(&m->views, p->view_position, true)) {
-        ms_fail(err, MS_EUNSUPPORTED, "%s: view position '%s' is not one the model accepts", path,
-                p->view_position);
-        return true;
-    }
-    return false;
+    char msg[MS_ERR_MSG_MAX];
+    if (!cli_model_refusal(m, p, path, msg, sizeof msg)) return false;
+    ms_fail(err, MS_EUNSUPPORTED, "%s", msg);
+    return true;
 }
 
 /* The raw score value of one file's first frame. */
@@ -1175,12 +1133,12 @@ int cli_calibrate_main(int argc, char **argv, int verbosity) {
         if (env && env[0]) {
             o.model_path = env;
         } else {
-            o.model_path_owned = exe_relative_model();
+            o.model_path_owned = cli_default_model_path();
             o.model_path = o.model_path_owned;
         }
         if (!o.model_path) {
             cli_diag("calibrate: no model: give -m FILE or set MEDSCREEN_MODEL "
-                     "(models/" DEFAULT_MODEL_NAME " was not found beside the executable)");
+                     "(models/" CLI_DEFAULT_MODEL_NAME " was not found beside the executable)");
             return CLI_EXIT_FATAL;
         }
     }

@@ -24,9 +24,9 @@
 #include "medscreen/net.h"
 #include "medscreen/report.h"
 #include "medscreen/score.h"
+#include "model_use.h"
 #include "scan.h"
 
-#define DEFAULT_MODEL_NAME "cxr-screener.msm"
 
 void cli_scan_usage(FILE *f) {
     fputs("Usage: medscreen scan [OPTIONS] INPUT... -o DIR\n"
@@ -38,7 +38,7 @@ void cli_scan_usage(FILE *f) {
           "\n"
           "Options:\n"
           "  -o, --output DIR        output folder (created; nothing is written outside it)\n"
-          "  -m, --model FILE        model (default: $MEDSCREEN_MODEL, else models/" DEFAULT_MODEL_NAME
+          "  -m, --model FILE        model (default: $MEDSCREEN_MODEL, else models/" CLI_DEFAULT_MODEL_NAME
           "\n"
           "                          beside the executable's folder or in ../share/medscreen)\n"
           "  --operating-point NAME  one of the model's operating points (default: its default)\n"
@@ -126,26 +126,6 @@ static bool parse_shard(const char *s, uint32_t *k, uint32_t *n) {
     kbuf[slash - s] = '\0';
     if (!ms_parse_u32(slash + 1, 1, 1000000, n) || !ms_parse_u32(kbuf, 1, *n, k)) return false;
     return true;
-}
-
-static char *exe_relative_model(void) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return NULL;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = '\0';
-    static const char *const rel[] = {"/../models/", "/../share/medscreen/models/"};
-    for (size_t i = 0; i < 2; i++) {
-        size_t len = strlen(exe) + strlen(rel[i]) + sizeof DEFAULT_MODEL_NAME;
-        char *p = malloc(len);
-        if (!p) return NULL;
-        snprintf(p, len, "%s%s%s", exe, rel[i], DEFAULT_MODEL_NAME);
-        if (access(p, R_OK) == 0) return p;
-        free(p);
-    }
-    return NULL;
 }
 
 /* Returns -1 to go on, else an exit code. inputs (argc entries) receives the input
@@ -446,37 +426,6 @@ static scan_item *queue_pop(scan_batch *b) {
     return it;
 }
 
-static bool codes_accept(const ms_meta_codes *c, const char *value, bool empty_ok) {
-    if (c->any || c->count == 0) return true;
-    if (!value || !value[0]) return empty_ok;
-    for (uint32_t i = 0; i < c->count; i++)
-        if (strcmp(c->items[i], value) == 0) return true;
-    return false;
-}
-
-/* Why the model does not apply to this image, or NULL. PNG and JPEG carry no modality: they
- * are accepted (the user chose them). A DICOM image must have an accepted Modality; Body Part
- * Examined and View Position, often empty in real exports, are checked when present. */
-static const char *refuse_reason(const ms_model_meta *m, const ms_provenance *p, char *msg,
-                                 size_t cap, const char *path) {
-    if (p->format != MS_FORMAT_DICOM) return NULL;
-    if (!codes_accept(&m->modalities, p->modality, false)) {
-        snprintf(msg, cap, "%s: modality '%s' is not one the model accepts", path,
-                 p->modality[0] ? p->modality : "(none)");
-        return "modality";
-    }
-    if (!codes_accept(&m->body_parts, p->body_part, true)) {
-        snprintf(msg, cap, "%s: body part '%s' is not one the model accepts", path, p->body_part);
-        return "body_part";
-    }
-    if (!codes_accept(&m->views, p->view_position, true)) {
-        snprintf(msg, cap, "%s: view position '%s' is not one the model accepts", path,
-                 p->view_position);
-        return "view";
-    }
-    return NULL;
-}
-
 static float tensor_at(const ms_tensor *t, int32_t channel) {
     size_t plane = (size_t)t->h * (size_t)t->w;
     return t->data[(size_t)channel * plane];
@@ -720,8 +669,8 @@ static void read_file(scan_batch *b, size_t idx) {
         it->r.prov = it->img->prov;
         it->r.width = it->img->width;
         it->r.height = it->img->height;
-        const char *why = refuse_reason(b->meta, &it->img->prov, it->msg, sizeof it->msg,
-                                        in->path);
+        const char *why = cli_model_refusal(b->meta, &it->img->prov, in->path, it->msg,
+                                            sizeof it->msg);
         if (why) {
             it->r.status = MS_SCAN_SKIPPED;
             it->r.reason_code = why;
@@ -996,11 +945,11 @@ int cli_scan_main(int argc, char **argv, int verbosity) {
         if (env && env[0]) {
             o.model_path = env;
         } else {
-            o.model_path_owned = exe_relative_model();
+            o.model_path_owned = cli_default_model_path();
             o.model_path = o.model_path_owned;
         }
         if (!o.model_path) {
-            cli_diag("scan: no model: give -m FILE or set MEDSCREEN_MODEL (models/" DEFAULT_MODEL_NAME
+            cli_diag("scan: no model: give -m FILE or set MEDSCREEN_MODEL (models/" CLI_DEFAULT_MODEL_NAME
                      " was not found beside the executable)");
             return CLI_EXIT_FATAL;
         }
