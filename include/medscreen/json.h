@@ -30,6 +30,11 @@ void ms_buf_printf(ms_buf *b, const char *fmt, ...)
 #endif
     ;
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), or 0 if the byte at s does not start one; n > 0 bytes are
+ * readable. *cp (when cp is not NULL) receives the code point. */
+size_t ms_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
+
 /* Appends s as a quoted JSON string. */
 void ms_json_escape(ms_buf *b, const char *s);
 

@@ -69,12 +69,10 @@ void ms_buf_printf(ms_buf *b, const char *fmt, ...) {
 
 /* ---- UTF-8 ------------------------------------------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0 if the byte at s does not start one. n > 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
+size_t ms_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
     unsigned c = s[0];
     if (c < 0x80) {
-        *cp = c;
+        if (cp) *cp = c;
         return 1;
     }
     size_t len;
@@ -94,7 +92,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
         v = v << 6 | (s[i] & 0x3Fu);
     }
     if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
+    if (cp) *cp = v;
     return len;
 }
 
@@ -105,7 +103,7 @@ void ms_json_escape(ms_buf *b, const char *str) {
     ms_buf_append(b, "\"", 1);
     while (n > 0) {
         uint32_t cp;
-        size_t len = utf8_seq(s, n, &cp);
+        size_t len = ms_utf8_seq(s, n, &cp);
         if (len == 0) {
             ms_buf_append(b, "\\ufffd", 6);
             s++, n--;
@@ -138,7 +136,7 @@ void ms_text_escape(ms_buf *b, const char *str) {
     size_t n = strlen(str);
     while (n > 0) {
         uint32_t cp;
-        size_t len = utf8_seq(s, n, &cp);
+        size_t len = ms_utf8_seq(s, n, &cp);
         /* C0, DEL and C1 controls (U+0080..U+009F, which some terminals obey) are escaped. */
         if (len == 0 || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
             if (len == 0) len = 1;

@@ -5,6 +5,7 @@
  * one contiguous array, so every node is copied at most once and parsing stays linear. Object
  * keys are sorted once at close (O(n log n)) to find duplicates, and that order is kept so
  * lookups by key are binary searches. */
+#include "medscreen/json.h"
 #include "medscreen/json_read.h"
 
 #include <errno.h>
@@ -215,30 +216,6 @@ static int peek(const parser *ps) { return ps->i < ps->n ? ps->s[ps->i] : -1; }
 
 /* ---- strings ----------------------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0. n > 0. The same rules as the writer's (json.c). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1Fu, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0Fu, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0u) != 0x80u) return 0;
-        v = v << 6 | (s[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    return len;
-}
 
 static int hexval(unsigned c) {
     if (c >= '0' && c <= '9') return (int)(c - '0');
@@ -341,7 +318,7 @@ static ms_status parse_string(parser *ps, const char **out, size_t *out_len) {
         if (c < 0x20)
             return perr(ps, MS_EFORMAT, k,
                         "raw control character 0x%02x in a string (must be escaped)", c);
-        size_t sl = utf8_seq(s + k, end - k);
+        size_t sl = ms_utf8_seq(s + k, end - k, NULL);
         if (sl == 0) return perr(ps, MS_EFORMAT, k, "invalid UTF-8 byte 0x%02x in a string", c);
         memcpy(o + len, s + k, sl);
         len += sl;

@@ -46,7 +46,7 @@ static void html_text(ms_buf *b, const char *s) {
     const unsigned char *u = (const unsigned char *)s;
     size_t n = strlen(s);
     while (n > 0) {
-        size_t len = ms_report_utf8_len(u, n);
+        size_t len = ms_utf8_seq(u, n, NULL);
         if (len == 0) {
             ms_buf_puts(b, MS_REPORT_REPLACEMENT);
             len = 1;

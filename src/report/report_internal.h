@@ -15,10 +15,6 @@ void ms_report_add_reason(ms_json *o, ms_scan_status status, const char *code, c
 /* Appends {"x","y","w","h"} of a region's bounding box as a rendered object. (scan_json.c) */
 void ms_report_bbox(ms_json *o, const char *key, const ms_region *r);
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629), or 0 when the byte at s does not
- * start one; n > 0. The CSV and HTML writers replace such bytes with U+FFFD, as the JSON
- * writer does, so every output is valid UTF-8 whatever a file name holds. (summary.c) */
-size_t ms_report_utf8_len(const unsigned char *s, size_t n);
 
 #define MS_REPORT_REPLACEMENT "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
 

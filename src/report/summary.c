@@ -14,28 +14,6 @@
 
 #include "report_internal.h"
 
-size_t ms_report_utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1Fu, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0Fu, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0u) != 0x80u) return 0;
-        v = v << 6 | (s[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    return len;
-}
 
 /* ---- summary.json --------------------------------------------------------------------- */
 
@@ -137,7 +115,7 @@ static void csv_text(ms_buf *b, const char *s) {
     if (quote) ms_buf_puts(b, "\"");
     if (n > 0 && strchr("=+-@\t\r", s[0]) != NULL) ms_buf_puts(b, "'");
     while (n > 0) {
-        size_t len = ms_report_utf8_len(u, n);
+        size_t len = ms_utf8_seq(u, n, NULL);
         if (len == 0) {
             ms_buf_puts(b, MS_REPORT_REPLACEMENT);
             len = 1;
