@@ -17,7 +17,7 @@ training-like image when the data is there), normalised like `scan` does, run th
 relative error, max|a - b| / max(max|b|, 1e-3) per output, and fails above 1e-4.
 
 Usage: /usr/bin/python3 scripts/export_cxr.py CKPT [OUTDIR] [--name cxr-screener]
-       [--version 1.0.0] [--medscreen build/medscreen] [--tol 1e-4]
+       [--version 1.0.0] [--medscreen build/medscreen] [--tol 1e-4] [--cv CV_RECORD]
 """
 import argparse
 import datetime
@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--medscreen", default=os.path.join(ROOT, "build", "medscreen"))
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--cv", help="CV record.json to take the temperature and operating points "
+                    "from (instead of the final run's record, when it was trained without --cv)")
     args = ap.parse_args()
     outdir = args.outdir or os.path.dirname(os.path.abspath(args.ckpt))
     os.makedirs(outdir, exist_ok=True)
@@ -109,6 +111,13 @@ def main():
     if os.path.isfile(rec_path):
         with open(rec_path) as f:
             record = json.load(f)
+    if args.cv:
+        with open(args.cv) as f:
+            cv = json.load(f)
+        record = dict(record or {})
+        record["calibration"] = {"temperature": cv["metrics"]["temperature"],
+                                 "operating_points": cv["metrics"]["operating_points"],
+                                 "from": args.cv}
 
     x = test_inputs(size)
     with torch.no_grad():
