@@ -3,7 +3,7 @@
 # SECONDS (default 60) on a copy of its seed corpus, so tests/corpus/ is never modified.
 # Crash, leak and timeout inputs land in build-fuzz/artifacts/<target>/; their paths are
 # printed and the script exits 1 if any target found one.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: dicom png jpeg npy msm onnx graph json (default: all)
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: dicom png jpeg npy msm onnx graph json csv (default: all)
 # MS_FUZZ_BUILD_DIR picks another build directory (default build-fuzz).
 set -euo pipefail
 
@@ -11,13 +11,13 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(dicom png jpeg npy msm onnx graph json)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(dicom png jpeg npy msm onnx graph json csv)
 if ! [[ $SECONDS_PER_TARGET =~ ^[0-9]+$ ]] || [ "$SECONDS_PER_TARGET" -lt 1 ]; then
-    echo "usage: scripts/fuzz.sh [SECONDS] [dicom|png|jpeg|npy|msm|onnx|graph|json ...]" >&2
+    echo "usage: scripts/fuzz.sh [SECONDS] [dicom|png|jpeg|npy|msm|onnx|graph|json|csv ...]" >&2
     exit 2
 fi
 for t in "${TARGETS[@]}"; do
-    case "$t" in dicom | png | jpeg | npy | msm | onnx | graph | json) ;; *) echo "fuzz.sh: unknown target '$t'" >&2; exit 2 ;; esac
+    case "$t" in dicom | png | jpeg | npy | msm | onnx | graph | json | csv) ;; *) echo "fuzz.sh: unknown target '$t'" >&2; exit 2 ;; esac
 done
 command -v clang >/dev/null && command -v clang++ >/dev/null || {
     echo "fuzz.sh: clang and clang++ are needed (scripts/setup-deps.sh installs them)" >&2

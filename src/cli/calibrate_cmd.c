@@ -21,6 +21,7 @@
 #include "inputs.h"
 #include "medscreen/calib.h"
 #include "medscreen/core.h"
+#include "medscreen/csv.h"
 #include "medscreen/json.h"
 #include "medscreen/meta.h"
 #include "medscreen/net.h"
@@ -250,132 +251,6 @@ static void labels_free(labels *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* One CSV record's fields, unescaped, as NUL-terminated strings in one buffer. */
-typedef struct record {
-    char *buf;
-    size_t len, cap;
-    size_t *start;
-    size_t nfields, fcap;
-} record;
-
-static bool rec_putc(record *r, char c) {
-    if (r->len == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        char *b = realloc(r->buf, cap);
-        if (!b) return false;
-        r->buf = b;
-        r->cap = cap;
-    }
-    r->buf[r->len++] = c;
-    return true;
-}
-
-static bool rec_field(record *r) {
-    if (r->nfields == r->fcap) {
-        size_t cap = r->fcap ? r->fcap * 2 : 16;
-        size_t *s = realloc(r->start, cap * sizeof *s);
-        if (!s) return false;
-        r->start = s;
-        r->fcap = cap;
-    }
-    r->start[r->nfields++] = r->len;
-    return true;
-}
-
-static const char *rec_get(const record *r, size_t i) { return r->buf + r->start[i]; }
-
-typedef enum { REC_OK, REC_END, REC_ERROR, REC_NOMEM } rec_status;
-
-/* Reads the record at *pos (RFC 4180: fields separated by commas, optionally quoted with ""
- * for a quote; records end with CRLF or LF). Empty lines are skipped. *line is the current
- * line number; *rec_line receives the record's first line. */
-static rec_status read_record(const char *p, size_t n, size_t *pos, size_t *line, size_t *rec_line,
-                              record *r, char *why, size_t why_cap) {
-    size_t i = *pos;
-    while (i < n && (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))) {
-        i += p[i] == '\r' ? 2 : 1;
-        (*line)++;
-    }
-    if (i >= n) {
-        *pos = i;
-        return REC_END;
-    }
-    *rec_line = *line;
-    r->len = 0;
-    r->nfields = 0;
-    for (;;) {
-        if (!rec_field(r)) return REC_NOMEM;
-        if (i < n && p[i] == '"') {
-            size_t opened = *line;
-            i++;
-            for (;;) {
-                if (i >= n) {
-                    *line = opened; /* report where the quote opened, not the end of file */
-                    snprintf(why, why_cap, "a quoted field is not closed");
-                    return REC_ERROR;
-                }
-                char c = p[i];
-                if (c == '"') {
-                    if (i + 1 < n && p[i + 1] == '"') {
-                        if (!rec_putc(r, '"')) return REC_NOMEM;
-                        i += 2;
-                        continue;
-                    }
-                    i++;
-                    break;
-                }
-                if (c == '\0') {
-                    snprintf(why, why_cap, "a NUL byte");
-                    return REC_ERROR;
-                }
-                if (c == '\n') (*line)++;
-                if (!rec_putc(r, c)) return REC_NOMEM;
-                i++;
-            }
-            if (i < n && p[i] != ',' && p[i] != '\n' &&
-                !(p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')) {
-                snprintf(why, why_cap, "text after the closing quote of field %zu", r->nfields);
-                return REC_ERROR;
-            }
-        } else {
-            while (i < n && p[i] != ',' && p[i] != '\n') {
-                char c = p[i];
-                if (c == '"') {
-                    snprintf(why, why_cap,
-                             "a quote inside unquoted field %zu (quote the whole "
-                             "field and double the quote)",
-                             r->nfields);
-                    return REC_ERROR;
-                }
-                if (c == '\r' && !(i + 1 < n && p[i + 1] == '\n')) {
-                    snprintf(why, why_cap, "a carriage return inside field %zu", r->nfields);
-                    return REC_ERROR;
-                }
-                if (c == '\0') {
-                    snprintf(why, why_cap, "a NUL byte");
-                    return REC_ERROR;
-                }
-                if (c == '\r') break;
-                if (!rec_putc(r, c)) return REC_NOMEM;
-                i++;
-            }
-        }
-        if (!rec_putc(r, '\0')) return REC_NOMEM;
-        if (i < n && p[i] == ',') {
-            i++;
-            continue;
-        }
-        if (i < n && p[i] == '\r') i++;
-        if (i < n && p[i] == '\n') {
-            i++;
-            (*line)++;
-        }
-        break;
-    }
-    *pos = i;
-    return REC_OK;
-}
-
 static void trim(const char **s, size_t *len) {
     while (*len && (**s == ' ' || **s == '\t')) {
         (*s)++;
@@ -442,37 +317,38 @@ static int read_labels(const cal_opts *o, labels *out) {
         return err.status == MS_ENOMEM ? CLI_EXIT_FATAL : CLI_EXIT_INPUT;
     }
     ms_sha256_hex(data, size, out->sha);
-    const char *p = (const char *)data;
-    size_t n = size, pos = 0, line = 1, rec_line = 0;
-    if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* spreadsheet BOM */
-    record r = {0};
-    char why[160];
+    ms_csv *r = NULL;
+    size_t rec_line = 0;
+    bool got = false;
     int rc = -1;
     size_t ncols = 0, col_path = SIZE_MAX, col_label = SIZE_MAX;
-    rec_status rs = read_record(p, n, &pos, &line, &rec_line, &r, why, sizeof why);
-    if (rs == REC_END) {
+    /* the reader skips a spreadsheet's byte order mark */
+    ms_status st = ms_csv_create((const char *)data, size, name, NULL, &r, &err);
+    if (st == MS_OK) st = ms_csv_next(r, &got, &err);
+    if (st == MS_OK && !got) {
         cli_diag("%s: empty: expected a header row naming the columns 'path' and 'label'", name);
         rc = CLI_EXIT_INPUT;
         goto done;
     }
     for (;;) {
-        if (rs == REC_NOMEM) {
+        if (st == MS_ENOMEM) {
             cli_diag("calibrate: out of memory reading %s", name);
             rc = CLI_EXIT_FATAL;
             goto done;
         }
-        if (rs == REC_ERROR) {
-            cli_diag("%s:%zu: malformed CSV: %s", name, line, why);
+        if (st != MS_OK) { /* "NAME:LINE: malformed CSV: ..." or a limit */
+            cli_report_input_error(name, &err);
             rc = CLI_EXIT_INPUT;
             goto done;
         }
-        if (rs == REC_END) break;
+        if (!got) break;
+        rec_line = ms_csv_line(r);
         if (ncols == 0) { /* the header */
-            ncols = r.nfields;
+            ncols = ms_csv_nfields(r);
             for (size_t i = 0; i < ncols; i++) {
-                size_t *col = field_is(rec_get(&r, i), "path")    ? &col_path
-                              : field_is(rec_get(&r, i), "label") ? &col_label
-                                                                  : NULL;
+                size_t *col = field_is(ms_csv_field(r, i, NULL), "path")    ? &col_path
+                              : field_is(ms_csv_field(r, i, NULL), "label") ? &col_label
+                                                                            : NULL;
                 if (!col) continue;
                 if (*col != SIZE_MAX) {
                     cli_diag("%s:%zu: the column '%s' appears twice", name, rec_line,
@@ -490,29 +366,29 @@ static int read_labels(const cal_opts *o, labels *out) {
                 goto done;
             }
         } else {
-            if (r.nfields != ncols) {
+            if (ms_csv_nfields(r) != ncols) {
                 cli_diag("%s:%zu: malformed CSV: %zu field%s, the header has %zu", name, rec_line,
-                         r.nfields, r.nfields == 1 ? "" : "s", ncols);
+                         ms_csv_nfields(r), ms_csv_nfields(r) == 1 ? "" : "s", ncols);
                 rc = CLI_EXIT_INPUT;
                 goto done;
             }
-            int lab = parse_label(rec_get(&r, col_label));
+            int lab = parse_label(ms_csv_field(r, col_label, NULL));
             if (lab < 0) {
                 cli_diag("%s:%zu: bad label '%s': expected 0 or 1 (or normal/abnormal, "
                          "false/true)",
-                         name, rec_line, rec_get(&r, col_label));
+                         name, rec_line, ms_csv_field(r, col_label, NULL));
                 rc = CLI_EXIT_INPUT;
                 goto done;
             }
             const char *pwhy = NULL;
-            char *path = normalise_path(rec_get(&r, col_path), &pwhy);
+            char *path = normalise_path(ms_csv_field(r, col_path, NULL), &pwhy);
             if (!path) {
                 if (!pwhy) {
                     rc = CLI_EXIT_FATAL;
                     cli_diag("calibrate: out of memory");
                 } else {
-                    cli_diag("%s:%zu: bad path '%s': %s", name, rec_line, rec_get(&r, col_path),
-                             pwhy);
+                    cli_diag("%s:%zu: bad path '%s': %s", name, rec_line,
+                             ms_csv_field(r, col_path, NULL), pwhy);
                     rc = CLI_EXIT_INPUT;
                 }
                 goto done;
@@ -535,7 +411,7 @@ static int read_labels(const cal_opts *o, labels *out) {
             row->label = (uint8_t)lab;
             row->line = rec_line;
         }
-        rs = read_record(p, n, &pos, &line, &rec_line, &r, why, sizeof why);
+        st = ms_csv_next(r, &got, &err);
     }
     if (out->n == 0) {
         cli_diag("%s: no labelled scans after the header", name);
@@ -552,8 +428,7 @@ static int read_labels(const cal_opts *o, labels *out) {
         }
     }
 done:
-    free(r.buf);
-    free(r.start);
+    ms_csv_destroy(r);
     ms_free(data);
     return rc;
 }
