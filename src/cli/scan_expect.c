@@ -3,7 +3,10 @@
  * (within the tolerance), region count, and per ranked region its peak (within the
  * tolerance) and bounding box (each edge within 2 pixels or 1% of the image side, because a
  * box edge moves by a whole pixel when a probability crosses the threshold by a hair). Every
- * difference is printed as one line "DRIFT path: what: expected X, got Y". */
+ * difference is printed as one line "DRIFT path: what: expected X, got Y". References in
+ * DIR/scans that no scan of this run matched are drift too ("missing"): a file that vanished
+ * from the reference set must not pass silently. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +69,46 @@ static int compare_row(const ms_summary_row *got, const ms_summary_row *exp, dou
     return d;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Counts (and prints) the reports in dir/scans that no row's stem matches. */
+static int unmatched_references(const char *dir, const ms_summary_row *rows, size_t n) {
+    size_t len = strlen(dir) + 8;
+    char *sub = malloc(len);
+    char **stems = n ? malloc(n * sizeof *stems) : NULL;
+    if (!sub || (n && !stems)) {
+        free(sub);
+        free(stems);
+        return 0;
+    }
+    snprintf(sub, len, "%s/scans", dir);
+    for (size_t i = 0; i < n; i++) stems[i] = rows[i].stem;
+    if (n) qsort(stems, n, sizeof *stems, cmp_str);
+    int missing = 0;
+    DIR *d = opendir(sub);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (e->d_name[0] == '.' || l < 6 || strcmp(e->d_name + l - 5, ".json") != 0) continue;
+        char stem[256];
+        if (l - 5 >= sizeof stem) continue;
+        memcpy(stem, e->d_name, l - 5);
+        stem[l - 5] = '\0';
+        const char *key = stem;
+        if (!n || !bsearch(&key, stems, n, sizeof *stems, cmp_str)) {
+            cli_diag("DRIFT %s/%s: missing: no scan of this run has this reference", sub,
+                     e->d_name);
+            missing++;
+        }
+    }
+    if (d) closedir(d);
+    free(sub);
+    free(stems);
+    return missing;
+}
+
 int cli_scan_expect(const char *dir, const ms_summary_row *rows, size_t n, double tolerance) {
     int diffs = 0;
     size_t matched = 0;
@@ -84,6 +127,7 @@ int cli_scan_expect(const char *dir, const ms_summary_row *rows, size_t n, doubl
         free(exp.reason_code);
         free(exp.reason);
     }
+    diffs += unmatched_references(dir, rows, n);
     if (diffs)
         cli_diag("expect: %d difference%s from %s (%zu of %zu scans had a reference)", diffs,
                  diffs == 1 ? "" : "s", dir, matched, n);

@@ -146,6 +146,17 @@ for n, r in reports.items():
         assert png[:8] == b"\x89PNG\r\n\x1a\n", n
         jpg = open(os.path.join(d, "thumbs", n[:-5] + ".jpg"), "rb").read()
         assert jpg[:2] == b"\xff\xd8", n
+        try:
+            from PIL import Image
+            import io
+            for blob in (png, jpg):
+                im = Image.open(io.BytesIO(blob))
+                im.load()  # decodes every byte
+                w, h = im.size
+                W, H = r["decode"]["width"], r["decode"]["height"]
+                assert abs(w / h - W / H) < 0.02 and max(w, h) <= max(W, H), (n, im.size, W, H)
+        except ImportError:
+            pass
 exec(code)
 PY
 }
@@ -1055,6 +1066,17 @@ PY
     err_has ": probability: expected "
     run scan -m "$G/model.msm" "$G/images" --expect "$D/ref" --tolerance 0.02
     expect_rc 0
+    # a reference with no scan in this run is drift too
+    cp "$D/ref/scans/$(ls "$D/ref/scans" | head -n1)" "$D/ref/scans/gone-0123456789.json"
+    run scan -m "$G/model.msm" "$G/images" --expect "$D/ref" --tolerance 0.02
+    expect_rc 5
+    err_has "gone-0123456789.json: missing"
+    rm "$D/ref/scans/gone-0123456789.json"
+    # the project's own regression references (tests/golden/scan/expect), from another folder
+    (cd "$D" && "$MS" scan -m "$G/model.msm" "$G/images" --expect "$G/expect" >"$D/out" 2>"$D/err")
+    RC=$?
+    expect_rc 0
+    err_has "expect: all 3 scans match"
     # a malformed reference is reported, not trusted
     n=$(ls "$D/ref/scans" | head -n1)
     printf '{"schema": "medscreen.scan/1", "status": "ok",' >"$D/ref/scans/$n"
@@ -1111,6 +1133,35 @@ assert t["interrupted"] is True and 1 <= t["scans"] < 400, t
 assert len(os.listdir(os.path.join(sys.argv[1], "scans"))) == t["scans"], t
 assert os.path.exists(os.path.join(sys.argv[1], "report.html"))
 PY
+    ;;
+scan_default_model)
+    # The shipped model (issue 4) in the C engine against PyTorch on generated images
+    # (tests/golden/cxr, made by scripts/make-scan-goldens.py --ckpt): scores within 1e-4.
+    need_python
+    G="$SRC/tests/golden/cxr"
+    M="$SRC/models/cxr-screener.msm"
+    [ -r "$M" ] || fail "the default model $M is missing"
+    run scan -q -m "$M" "$G/images" -o "$D/o"
+    expect_rc 0
+    scan_check "$D/o" '
+exp = json.load(open(os.path.join(os.environ["G"], "expected.json")))
+assert len(reports) == len(exp["images"]) >= 3, list(reports)
+for r in reports.values():
+    name = os.path.basename(r["input"]["path"])
+    e = exp["images"][name]
+    assert r["status"] == "ok" and r["model"]["sha256"] == exp["model_sha256"], r
+    assert abs(r["score"]["value"] - e["score_logit"]) <= 1e-4 * max(1, abs(e["score_logit"])), (name, r["score"], e)
+    assert abs(r["score"]["probability"] - e["probability"]) <= 1e-4, (name, r["score"], e)
+'
+    # the chest model refuses other modalities
+    if [ -r "$PYDICOM_FILES/CT_small.dcm" ]; then
+        run scan -q -m "$M" "$PYDICOM_FILES/CT_small.dcm" -o "$D/ct"
+        expect_rc 0
+        scan_check "$D/ct" '
+(r,) = reports.values()
+assert r["status"] == "skipped" and r["reason"]["code"] == "modality", r
+'
+    fi
     ;;
 scan_html)
     # The review page in headless Chromium: scans in descending probability, a screenshot
