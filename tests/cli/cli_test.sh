@@ -1163,6 +1163,20 @@ assert r["status"] == "skipped" and r["reason"]["code"] == "modality", r
 '
     fi
     ;;
+scan_progress)
+    # A progress line (files, rate, ETA) only when stderr is a terminal, and not with -q.
+    G="$SRC/tests/golden/scan"
+    command -v script >/dev/null 2>&1 || skip "script(1) is needed to fake a terminal"
+    script -qec "'$MS' scan -m '$G/model.msm' '$G/images' -o '$D/o1'" /dev/null >"$D/tty" 2>&1
+    grep -q "scan: 3/3 files read, 3 scans done, .* files/s, ETA " "$D/tty" ||
+        fail "no progress line on a terminal: $(head -c 300 "$D/tty")"
+    script -qec "'$MS' scan -q -m '$G/model.msm' '$G/images' -o '$D/o2'" /dev/null >"$D/tty" 2>&1
+    ! grep -q "files read" "$D/tty" || fail "progress line despite -q"
+    run scan -m "$G/model.msm" "$G/images" -o "$D/o3"
+    expect_rc 0
+    ! grep -q "files read" "$D/err" || fail "progress line when stderr is not a terminal"
+    err_prefixed
+    ;;
 scan_html)
     # The review page in headless Chromium: scans in descending probability, a screenshot
     # that is not blank.
