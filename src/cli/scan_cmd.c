@@ -519,28 +519,41 @@ static void score_item(scan_batch *b, ms_session *session, scan_item *it) {
         }
         size_t plane = (size_t)map_t.h * (size_t)map_t.w;
         size_t pixels = (size_t)img->width * (size_t)img->height;
+        r->min_region_px = b->opt->min_region_px ? b->opt->min_region_px
+                                                 : (uint64_t)(pixels / 2000 + 1);
         float *cells = malloc(plane * sizeof *cells);
-        prob = malloc(pixels * sizeof *prob);
-        if (!cells || !prob) {
-            free(cells);
+        if (!cells) {
             ms_fail(&err, MS_ENOMEM, "%s: out of memory for the region map", r->path);
             goto fail;
         }
         const float *src = map_t.data + (size_t)m->map_channel * plane;
-        for (size_t i = 0; i < plane; i++) cells[i] = (float)ms_score_map_probability(m, src[i]);
-        ms_status st = ms_score_map_to_image(cells, map_t.w, map_t.h, &it->geo, prob, &err);
+        float top = 0;
+        for (size_t i = 0; i < plane; i++) {
+            cells[i] = (float)ms_score_map_probability(m, src[i]);
+            if (cells[i] > top) top = cells[i];
+        }
+        /* Bilinear resampling never exceeds the largest cell: when no cell reaches the low
+         * threshold there are no regions and no heat to draw, so skip the full-size map. */
+        if (top >= (float)b->ctx.region_low_threshold) {
+            prob = malloc(pixels * sizeof *prob);
+            ms_status st = prob ? ms_score_map_to_image(cells, map_t.w, map_t.h, &it->geo, prob,
+                                                        &err)
+                                : ms_fail(&err, MS_ENOMEM,
+                                          "%s: out of memory for the region map", r->path);
+            free(cells);
+            cells = NULL;
+            if (st != MS_OK) goto fail;
+            ms_region_opts ro = {(float)b->ctx.region_threshold,
+                                 (float)b->ctx.region_low_threshold, r->min_region_px,
+                                 b->opt->max_regions};
+            uint32_t nreg = 0;
+            if (ms_score_regions(prob, img->width, img->height, img->prov.spacing_row_mm,
+                                 img->prov.spacing_col_mm, &ro, &regs, &nreg, &err) != MS_OK)
+                goto fail;
+            r->regions = regs;
+            r->region_count = nreg;
+        }
         free(cells);
-        if (st != MS_OK) goto fail;
-        r->min_region_px = b->opt->min_region_px ? b->opt->min_region_px
-                                                 : (uint64_t)(pixels / 2000 + 1);
-        ms_region_opts ro = {(float)b->ctx.region_threshold, (float)b->ctx.region_low_threshold,
-                             r->min_region_px, b->opt->max_regions};
-        uint32_t nreg = 0;
-        if (ms_score_regions(prob, img->width, img->height, img->prov.spacing_row_mm,
-                             img->prov.spacing_col_mm, &ro, &regs, &nreg, &err) != MS_OK)
-            goto fail;
-        r->regions = regs;
-        r->region_count = nreg;
     }
     r->t_regions = now_s() - t2;
 

@@ -894,6 +894,14 @@ for r in reports.values():
     assert r["operating_point"] == {"name": "high", "threshold": 0.8}, r["operating_point"]
     assert r["score"]["flagged"] is False, r["score"]
 '
+    # a region threshold above every map value: no regions, overlays still written
+    run scan -q -m "$G/model.msm" "$G/images" -o "$D/o5" --region-threshold 1
+    expect_rc 0
+    scan_check "$D/o5" '
+for r in reports.values():
+    assert r["status"] == "ok" and r["regions"] == [], r["regions"]
+    assert r["region_threshold"]["high"] == 1 and r["region_threshold"]["low"] == 0.75, r
+'
     run scan -q -m "$G/model.msm" "$G/images" -o "$D/o3" --threshold 0.01 --fail-on-finding
     expect_rc 1
     run scan -q -m "$G/model.msm" "$G/images" -o "$D/o4" --operating-point nope
