@@ -47,8 +47,8 @@ def meta_lines(args, size, record):
     data = (record or {}).get("data", {})
     lines = {
         "name": args.name, "version": args.version,
-        "description": "Chest radiograph abnormality screener (issue 4): image score and "
-                       "1/16 region map; fully convolutional, softmax-weighted pooling"
+        "description": "Frontal chest radiograph screener for pneumonia / airspace opacity: "
+                       "image score and 1/16 region map; a triage aid, not a diagnosis"
                        + ("" if ops else "; UNCALIBRATED (no CV record): do not use"),
         "task": "screen", "input_size": "%dx%d" % (size, size), "input_channels": "1",
         "resize": "stretch", "norm_mean": repr(train_cxr.NORM_MEAN),

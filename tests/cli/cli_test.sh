@@ -1144,12 +1144,13 @@ PY
     ;;
 scan_default_model)
     # The shipped model (issue 4) in the C engine against PyTorch on generated images
-    # (tests/golden/cxr, made by scripts/make-scan-goldens.py --ckpt): scores within 1e-4.
+    # (tests/golden/cxr/expected.json, made by scripts/make-scan-goldens.py --ckpt, for the
+    # images of tests/golden/scan): scores within 1e-4.
     need_python
     G="$SRC/tests/golden/cxr"
     M="$SRC/models/cxr-screener.msm"
     [ -r "$M" ] || fail "the default model $M is missing"
-    run scan -q -m "$M" "$G/images" -o "$D/o"
+    run scan -q -m "$M" "$SRC/tests/golden/scan/images" -o "$D/o"  # the same generated images
     expect_rc 0
     scan_check "$D/o" '
 exp = json.load(open(os.path.join(os.environ["G"], "expected.json")))
