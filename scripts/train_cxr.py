@@ -300,7 +300,9 @@ def train_model(adult_imgs, adult_y, ped_imgs, ped_y, args, device, seed, log):
     seed_all(seed)
     g = torch.Generator().manual_seed(seed)
     rng = np.random.RandomState(seed)
-    net = FcnScreener(args.width).to(device)
+    net = FcnScreener(args.width, r_init=args.r or 2.0).to(device)
+    if args.r:  # ablation: a fixed pooling sharpness (nearer max pooling when large)
+        net.log_r.requires_grad_(False)
     n_ped = min(len(ped_imgs), int(round(args.ped_ratio * len(adult_imgs))))
     per_epoch = len(adult_imgs) + n_ped
     steps_per_epoch = max(1, per_epoch // args.batch)
@@ -358,6 +360,8 @@ def main():
     ap.add_argument("--wd", type=float, default=1e-4)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--ped-ratio", type=float, default=1.0)
+    ap.add_argument("--r", type=float, default=0.0,
+                    help="ablation: fix the pooling sharpness r (default: learnt, from 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--only-fold", type=int, help="run this one CV fold (timing, debugging)")
@@ -414,7 +418,8 @@ def main():
 
     settings = {k: v for k, v in vars(args).items()}
     settings.update(norm_mean=NORM_MEAN, norm_std=NORM_STD, stride=16, resize="stretch",
-                    pooling="softmax-weighted (r learnable, init 2)",
+                    pooling=("softmax-weighted (r fixed at %g)" % args.r) if args.r
+                    else "softmax-weighted (r learnable, init 2)",
                     augmentation="affine rot+-7 scale0.9-1.1 shift+-5%, gamma0.8-1.25, "
                                  "contrast+-15%, brightness+-0.1, no flip",
                     optimizer="AdamW one-cycle pct_start 0.15", loss="BCE on image logit")
