@@ -69,6 +69,12 @@ typedef struct ms_scan_result {
     double t_read, t_decode, t_preprocess, t_infer, t_regions, t_overlay;
 } ms_scan_result;
 
+/* Adds the decode's pixel pipeline to o: "modality_lut" {kind, slope, intercept}, "voi"
+ * {kind, function, index, center, width}, "inversion", "pixel_spacing" {source, row_mm, col_mm;
+ * null when unknown}. voi_nulls: center and width are null when no VOI was applied (the scan
+ * reports); `info --json` keeps its numbers there. */
+void ms_report_json_pixel_pipeline(ms_json *o, const ms_provenance *p, bool voi_nulls);
+
 /* Appends the per-scan JSON document (one line, no trailing newline) to out. Schema:
  * src/report/scan-report.schema.json. "" strings (sha256, transfer syntax, modality, ...)
  * are written as null; "score" is null and "regions" empty unless status is ok; "decode" is

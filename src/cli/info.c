@@ -10,6 +10,7 @@
 #include "medscreen/json.h"
 #include "medscreen/core.h"
 #include "medscreen/loader.h"
+#include "medscreen/report.h"
 
 #define INFO_SCHEMA_VERSION 1
 
@@ -212,32 +213,7 @@ static int emit_json_ok(const char *path, uint32_t frame, uint32_t nframes, cons
     ms_json_uint(&o, "planar_configuration", p->planar_configuration);
     ms_json_bool(&o, "interlaced", p->interlaced);
 
-    ms_json_init(&sub);
-    ms_json_str(&sub, "kind", ms_modality_lut_name(p->modality_lut));
-    ms_json_num(&sub, "slope", p->rescale_slope);
-    ms_json_num(&sub, "intercept", p->rescale_intercept);
-    ms_json_obj(&o, "modality_lut", &sub);
-
-    ms_json_init(&sub);
-    ms_json_str(&sub, "kind", ms_voi_kind_name(p->voi));
-    ms_json_str(&sub, "function", ms_voi_function_name(p->voi_function));
-    ms_json_num(&sub, "center", p->window_center);
-    ms_json_num(&sub, "width", p->window_width);
-    ms_json_uint(&sub, "index", p->voi_index);
-    ms_json_obj(&o, "voi", &sub);
-
-    ms_json_str(&o, "inversion", ms_inversion_name(p->inversion));
-
-    ms_json_init(&sub);
-    ms_json_str(&sub, "source", ms_spacing_source_name(p->spacing_source));
-    if (p->spacing_source == MS_SPACING_NONE) {
-        ms_json_null(&sub, "row_mm");
-        ms_json_null(&sub, "col_mm");
-    } else {
-        ms_json_num(&sub, "row_mm", p->spacing_row_mm);
-        ms_json_num(&sub, "col_mm", p->spacing_col_mm);
-    }
-    ms_json_obj(&o, "pixel_spacing", &sub);
+    ms_report_json_pixel_pipeline(&o, p, false);
 
     ms_json_str(&o, "modality", p->modality);
     ms_json_str(&o, "body_part", p->body_part);

@@ -90,13 +90,48 @@ static void add_input(ms_json *root, const ms_scan_result *r) {
 }
 
 /* The decode provenance, laid out as `medscreen info --json` does, minus the UIDs. */
+void ms_report_json_pixel_pipeline(ms_json *o, const ms_provenance *p, bool voi_nulls) {
+    ms_json sub;
+    ms_json_init(&sub);
+    ms_json_str(&sub, "kind", ms_modality_lut_name(p->modality_lut));
+    ms_json_num(&sub, "slope", p->rescale_slope);
+    ms_json_num(&sub, "intercept", p->rescale_intercept);
+    ms_json_obj(o, "modality_lut", &sub);
+
+    ms_json_init(&sub);
+    ms_json_str(&sub, "kind", ms_voi_kind_name(p->voi));
+    ms_json_str(&sub, "function", ms_voi_function_name(p->voi_function));
+    ms_json_uint(&sub, "index", p->voi_index);
+    if (voi_nulls && p->voi == MS_VOI_NONE) { /* the full code range: no window to report */
+        ms_json_null(&sub, "center");
+        ms_json_null(&sub, "width");
+    } else {
+        ms_json_num(&sub, "center", p->window_center);
+        ms_json_num(&sub, "width", p->window_width);
+    }
+    ms_json_obj(o, "voi", &sub);
+
+    ms_json_str(o, "inversion", ms_inversion_name(p->inversion));
+
+    ms_json_init(&sub);
+    ms_json_str(&sub, "source", ms_spacing_source_name(p->spacing_source));
+    if (p->spacing_source == MS_SPACING_NONE) {
+        ms_json_null(&sub, "row_mm");
+        ms_json_null(&sub, "col_mm");
+    } else {
+        ms_json_num(&sub, "row_mm", p->spacing_row_mm);
+        ms_json_num(&sub, "col_mm", p->spacing_col_mm);
+    }
+    ms_json_obj(o, "pixel_spacing", &sub);
+}
+
 static void add_decode(ms_json *root, const ms_scan_result *r) {
     if (!r->decoded) {
         ms_json_null(root, "decode");
         return;
     }
     const ms_provenance *p = &r->prov;
-    ms_json o, sub;
+    ms_json o;
     ms_json_init(&o);
     ms_json_str(&o, "format", ms_format_name(p->format));
     ms_json_int(&o, "width", r->width);
@@ -109,37 +144,7 @@ static void add_decode(ms_json *root, const ms_scan_result *r) {
     ms_json_uint(&o, "bits_stored", p->bits_stored);
     ms_json_bool(&o, "signed", p->is_signed);
 
-    ms_json_init(&sub);
-    ms_json_str(&sub, "kind", ms_modality_lut_name(p->modality_lut));
-    ms_json_num(&sub, "slope", p->rescale_slope);
-    ms_json_num(&sub, "intercept", p->rescale_intercept);
-    ms_json_obj(&o, "modality_lut", &sub);
-
-    ms_json_init(&sub);
-    ms_json_str(&sub, "kind", ms_voi_kind_name(p->voi));
-    ms_json_str(&sub, "function", ms_voi_function_name(p->voi_function));
-    ms_json_uint(&sub, "index", p->voi_index);
-    if (p->voi == MS_VOI_NONE) { /* the full code range: there is no window to report */
-        ms_json_null(&sub, "center");
-        ms_json_null(&sub, "width");
-    } else {
-        ms_json_num(&sub, "center", p->window_center);
-        ms_json_num(&sub, "width", p->window_width);
-    }
-    ms_json_obj(&o, "voi", &sub);
-
-    ms_json_str(&o, "inversion", ms_inversion_name(p->inversion));
-
-    ms_json_init(&sub);
-    ms_json_str(&sub, "source", ms_spacing_source_name(p->spacing_source));
-    if (p->spacing_source == MS_SPACING_NONE) {
-        ms_json_null(&sub, "row_mm");
-        ms_json_null(&sub, "col_mm");
-    } else {
-        ms_json_num(&sub, "row_mm", p->spacing_row_mm);
-        ms_json_num(&sub, "col_mm", p->spacing_col_mm);
-    }
-    ms_json_obj(&o, "pixel_spacing", &sub);
+    ms_report_json_pixel_pipeline(&o, p, true);
 
     str_or_null(&o, "modality", p->modality);
     str_or_null(&o, "body_part", p->body_part);
