@@ -1003,19 +1003,9 @@ int cli_calibrate_main(int argc, char **argv, int verbosity) {
     int rc = parse_args(argc, argv, &o, &verbosity);
     if (rc >= 0) return rc;
     cli_set_verbosity(verbosity);
+    o.model_path = cli_model_choose(o.model_path, "calibrate", &o.model_path_owned);
     if (!o.model_path) {
-        const char *env = getenv("MEDSCREEN_MODEL");
-        if (env && env[0]) {
-            o.model_path = env;
-        } else {
-            o.model_path_owned = cli_default_model_path();
-            o.model_path = o.model_path_owned;
-        }
-        if (!o.model_path) {
-            cli_diag("calibrate: no model: give -m FILE or set MEDSCREEN_MODEL "
-                     "(models/" CLI_DEFAULT_MODEL_NAME " was not found beside the executable)");
-            return CLI_EXIT_FATAL;
-        }
+        return CLI_EXIT_FATAL;
     }
     if (o.out && same_file(o.out, o.model_path)) {
         rc = cli_usage_error("calibrate: -o %s is the input model: write the calibrated model "

@@ -1,6 +1,8 @@
 /* What scan and calibrate share about a model (model_use.h). */
 #include "model_use.h"
 
+#include "cli.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,19 @@ char *cli_default_model_path(void) {
         free(p);
     }
     return NULL;
+}
+
+const char *cli_model_choose(const char *given, const char *cmd, char **owned) {
+    *owned = NULL;
+    if (given) return given;
+    const char *env = getenv("MEDSCREEN_MODEL");
+    if (env && env[0]) return env;
+    *owned = cli_default_model_path();
+    if (!*owned)
+        cli_diag("%s: no model: give -m FILE or set MEDSCREEN_MODEL (models/" CLI_DEFAULT_MODEL_NAME
+                 " was not found beside the executable)",
+                 cmd);
+    return *owned;
 }
 
 static int codes_accept(const ms_meta_codes *c, const char *value, int empty_ok) {

@@ -14,6 +14,11 @@
  * NULL when neither is readable. The caller frees the result. */
 char *cli_default_model_path(void);
 
+/* The model a command uses: given (-m), else $MEDSCREEN_MODEL, else cli_default_model_path().
+ * NULL, after a message naming cmd, when there is none; *owned receives what the caller frees
+ * (NULL when nothing was allocated). */
+const char *cli_model_choose(const char *given, const char *cmd, char **owned);
+
 /* Why the model does not apply to this image, or NULL: a stable word ("modality",
  * "body_part", "view") with the message in msg. PNG and JPEG carry no modality and are
  * accepted (the user chose them). A DICOM image must have an accepted Modality; Body Part

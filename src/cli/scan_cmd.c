@@ -953,19 +953,10 @@ int cli_scan_main(int argc, char **argv, int verbosity) {
         return code;
     }
     cli_set_verbosity(verbosity);
+    o.model_path = cli_model_choose(o.model_path, "scan", &o.model_path_owned);
     if (!o.model_path) {
-        const char *env = getenv("MEDSCREEN_MODEL");
-        if (env && env[0]) {
-            o.model_path = env;
-        } else {
-            o.model_path_owned = cli_default_model_path();
-            o.model_path = o.model_path_owned;
-        }
-        if (!o.model_path) {
-            cli_diag("scan: no model: give -m FILE or set MEDSCREEN_MODEL (models/" CLI_DEFAULT_MODEL_NAME
-                     " was not found beside the executable)");
-            return CLI_EXIT_FATAL;
-        }
+        free(args);
+        return CLI_EXIT_FATAL;
     }
 
     scan_batch b;

@@ -1118,6 +1118,16 @@ scan_usage)
     run help scan
     expect_rc 0
     out_has "Exit codes:"
+    # the model: -m, else $MEDSCREEN_MODEL, else models/cxr-screener.msm beside the binary's
+    # folder (the build folder sits in the source tree)
+    MEDSCREEN_MODEL="$G/model.msm" run scan -q "$G/images" -o "$D/env"
+    expect_rc 0
+    grep -q '"name":"scan-golden-tiny"' "$D/env/summary.json" || fail "MEDSCREEN_MODEL not used"
+    if [ "$(dirname "$MS")/.." -ef "$SRC" ]; then
+        MEDSCREEN_MODEL= run scan -q "$G/images" -o "$D/default"
+        expect_rc 0
+        grep -q '"name":"cxr-screener"' "$D/default/summary.json" || fail "default model not used"
+    fi
     ;;
 scan_signal)
     # SIGTERM mid-batch: the worker finishes its scan, the summary says interrupted, 143.
