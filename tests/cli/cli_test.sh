@@ -1196,6 +1196,37 @@ scan_progress)
     ! grep -q "files read" "$D/err" || fail "progress line when stderr is not a terminal"
     err_prefixed
     ;;
+scan_walk)
+    # Folder walking: recursive, hidden entries skipped, links to folders reported and not
+    # followed (no loops), links to files followed; names stable wherever the tree lives.
+    need_python
+    G="$SRC/tests/golden/scan"
+    mkdir -p "$D/t/a/b" "$D/t/.hidden" "$D/elsewhere"
+    cp "$G/images/normal_8bit.png" "$D/t/top.png"
+    cp "$G/images/normal_8bit.png" "$D/t/a/b/deep.png"
+    cp "$G/images/normal_8bit.png" "$D/t/.dot.png"
+    cp "$G/images/normal_8bit.png" "$D/t/.hidden/x.png"
+    cp "$G/images/normal_8bit.png" "$D/elsewhere/linked.png"
+    ln -s "$D/t" "$D/t/a/loop"
+    ln -s "$D/elsewhere/linked.png" "$D/t/filelink.png"
+    run scan -q --no-overlays -m "$G/model.msm" "$D/t" -o "$D/o"
+    expect_rc 3
+    err_has "$D/t/a/loop: link to a folder; not followed"
+    "$PY" - "$D/o" <<'PY' || fail "walk"
+import json, os, sys
+s = json.load(open(os.path.join(sys.argv[1], "summary.json")))
+names = sorted(os.path.relpath(r["path"], os.path.dirname(sys.argv[1])) for r in s["scans"])
+assert names == ["t/a/b/deep.png", "t/filelink.png", "t/top.png"], names
+PY
+    # the same tree elsewhere (same folder name) gives the same output names
+    mkdir -p "$D/other"
+    mv "$D/t" "$D/other/t"
+    rm "$D/other/t/a/loop"
+    run scan -q --no-overlays -m "$G/model.msm" "$D/other/t/" -o "$D/o2"
+    expect_rc 0
+    [ "$(ls "$D/o/scans")" = "$(ls "$D/o2/scans")" ] || fail "names depend on where the tree is"
+    [ "$(ls "$D/o2/scans" | wc -l)" -eq 3 ] || fail "expected 3 reports"
+    ;;
 scan_html)
     # The review page in headless Chromium: scans in descending probability, a screenshot
     # that is not blank.
