@@ -167,10 +167,7 @@ static int parse_args(int argc, char **argv, cal_opts *o, int *verbosity) {
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cli_calibrate_usage(stdout);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            (*verbosity)++;
-        } else if (strcmp(a, "-vv") == 0) {
-            *verbosity += 2;
+        } else if (cli_verbosity_flag(a, verbosity)) {
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
         } else if (strcmp(a, "--dry-run") == 0) {

@@ -2,6 +2,7 @@
 #ifndef MEDSCREEN_CLI_H
 #define MEDSCREEN_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "medscreen/medscreen.h"
@@ -31,6 +32,10 @@ int cli_usage_error(const char *fmt, ...)
 
 /* "medscreen: PATH: reason" on stderr; the path is added only if err->msg lacks it. */
 void cli_report_input_error(const char *path, const ms_err *err);
+
+/* -v / --verbose (one more) and -vv (two more), accepted by every command: true when arg was
+ * one of them and *verbosity was raised. */
+bool cli_verbosity_flag(const char *arg, int *verbosity);
 
 /* Installs the stderr log callback: 0 silent, 1 warnings, 2 and more debug. */
 void cli_set_verbosity(int verbosity);

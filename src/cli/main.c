@@ -35,6 +35,17 @@ void cli_diag(const char *fmt, ...) {
     va_end(ap);
 }
 
+bool cli_verbosity_flag(const char *arg, int *verbosity) {
+    if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+        (*verbosity)++;
+    } else if (strcmp(arg, "-vv") == 0) {
+        *verbosity += 2;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 int cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -158,10 +169,7 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--version") == 0) {
             fputs("medscreen " MS_VERSION_STRING "\n", stdout);
             return finish(CLI_EXIT_OK);
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            verbosity++;
-        } else if (strcmp(a, "-vv") == 0) {
-            verbosity += 2;
+        } else if (cli_verbosity_flag(a, &verbosity)) {
         } else if (a[0] == '-') {
             return cli_usage_error("unknown option '%s'", a);
         } else {

@@ -154,10 +154,7 @@ static int parse_args(int argc, char **argv, scan_opts *o, int *verbosity, const
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cli_scan_usage(stdout);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            (*verbosity)++;
-        } else if (strcmp(a, "-vv") == 0) {
-            *verbosity += 2;
+        } else if (cli_verbosity_flag(a, verbosity)) {
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->quiet = true;
         } else if (strcmp(a, "-0") == 0) {
