@@ -74,7 +74,7 @@ typedef struct ms_session_options {
                        * network and the batch, so any thread count gives bit-identical
                        * outputs. Keep OpenBLAS single-threaded (ms_blas_set_threads(1)) when
                        * threads > 1, or both layers start threads. */
-    bool direct_only; /* skip fast paths (Winograd): the reference arithmetic, for checks */
+    bool direct_only; /* skip fast paths (Winograd, packed): im2col + sgemm, for checks */
 } ms_session_options;
 ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt,
                                  ms_session **out, ms_err *err);

@@ -119,6 +119,47 @@ void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, co
                                      const float *bias, ms_tensor *out, float *workspace,
                                      size_t ws_stride, ms_pool *pool);
 
+/* ---- 2-D convolution by a packed direct kernel ----
+ * A faster path for groups 1, dilation 1, stride 1 or 2 and kernels of up to 64 taps (any
+ * padding), on CPUs with AVX-512: the input rows a band of output needs are copied split by
+ * stride phase, and a register-blocked kernel computes 8 output channels x 48 positions at a
+ * time from weights packed once ahead of time. As exact as ms_conv2d_forward (one float sum
+ * per output, about 1e-7 relative); bit-identical for any thread count. As with Winograd, the
+ * caller (the net) chooses it where ms_conv2d_packed_worthwhile says so and keeps the packed
+ * weights. All functions are thread-safe; forward calls may share wp but not out or workspace. */
+
+/* True when p is valid (as ms_conv2d_shape checks it) with groups 1, dilation 1, stride 1 or
+ * 2 on each axis and kh * kw <= 64. */
+bool ms_conv2d_packed_ok(const ms_conv2d *p);
+
+/* True when ms_conv2d_packed_ok(p), the input size is valid, the CPU has AVX-512 and the
+ * layer is one this path was measured faster on (see packed.c). */
+bool ms_conv2d_packed_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w);
+
+/* Floats of packed weights: ceil(out_c / 8) * 8 * in_c * kh * kw, or SIZE_MAX when
+ * !ms_conv2d_packed_ok. */
+size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p);
+
+/* Packs weight ([out_c][in_c][kh][kw]) into wp (ms_conv2d_packed_weight_floats floats).
+ * p must satisfy ms_conv2d_packed_ok. */
+void ms_conv2d_packed_weights(const ms_conv2d *p, const float *weight, float *wp);
+
+/* Floats of workspace for an input of in_h x in_w (about 512 KiB unless one input row of all
+ * channels is larger), or SIZE_MAX when p is not eligible, the size is refused, or a band
+ * would pass 64 MiB. */
+size_t ms_conv2d_packed_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
+
+/* out = act(conv(in, weight) + bias) for every image, with wp from ms_conv2d_packed_weights.
+ * out must not alias in; workspace: ms_conv2d_packed_workspace() floats. Without AVX-512 a
+ * portable (slow) kernel computes the same sums. */
+void ms_conv2d_packed_forward(const ms_conv2d *p, const ms_tensor *in, const float *wp,
+                              const float *bias, ms_tensor *out, float *workspace);
+/* The same on the threads of pool: tasks are bands of output rows x chunks of output channels,
+ * fixed by the shapes; one workspace slot per thread, ws_stride floats apart. */
+void ms_conv2d_packed_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *wp,
+                                   const float *bias, ms_tensor *out, float *workspace,
+                                   size_t ws_stride, ms_pool *pool);
+
 /* ---- batch normalisation (inference) ---- */
 /* Folds y = gamma (x - mean) / sqrt(var + eps) + beta into the preceding convolution:
  * weight [out_c][per_out] and bias [out_c] are updated in place (bias must exist; zeros if the

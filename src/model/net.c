@@ -665,24 +665,38 @@ static ms_status parse_meta(ms_net *net, const ms_msm_tensor *meta, ms_err *err)
     return ms_model_meta_parse(meta->data, meta->count, net, net->name, &net->meta, err);
 }
 
-/* Transforms the weights of every convolution where Winograd was measured faster, once: the
- * net is shared read-only by all sessions. Costs 36/9 = 4x those layers' weight memory. */
+/* Prepares the fast path of every convolution where one was measured faster, once: the net
+ * is shared read-only by all sessions. Winograd where it pays (its transformed weights cost
+ * 36/9 = 4x those layers' weight memory), else the packed direct kernel where that pays (a
+ * second copy of the weights, padded to 8 output channels). */
 static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
     for (uint32_t i = 0; i < net->node_count; i++) {
         net_node *nd = &net->nodes[i];
         if (nd->op != OP_CONV2D) continue;
         const net_value *in = &net->values[net->in_idx[nd->in_first]];
-        if (!ms_conv2d_winograd_worthwhile(&nd->conv, in->h, in->w)) continue;
-        size_t n = ms_conv2d_winograd_weight_floats(&nd->conv), bytes;
-        size_t ws = ms_conv2d_winograd_workspace(&nd->conv, in->h, in->w);
+        const bool wino = ms_conv2d_winograd_worthwhile(&nd->conv, in->h, in->w);
+        if (!wino && !ms_conv2d_packed_worthwhile(&nd->conv, in->h, in->w)) continue;
+        const char *what = wino ? "Winograd" : "packed";
+        size_t n = wino ? ms_conv2d_winograd_weight_floats(&nd->conv)
+                        : ms_conv2d_packed_weight_floats(&nd->conv);
+        size_t ws = wino ? ms_conv2d_winograd_workspace(&nd->conv, in->h, in->w)
+                         : ms_conv2d_packed_workspace(&nd->conv, in->h, in->w);
+        size_t bytes;
         if (n == SIZE_MAX || ws == SIZE_MAX || !ms_mul_size(n, sizeof(float), &bytes))
-            return ms_fail(err, MS_EOVERFLOW, "%s: node '%s': Winograd weights overflow",
-                           net->name, nd->name);
-        if ((nd->wino_u = ms_malloc(bytes)) == NULL)
+            return ms_fail(err, MS_EOVERFLOW, "%s: node '%s': %s weights overflow", net->name,
+                           nd->name, what);
+        float *w = ms_malloc(bytes);
+        if (w == NULL)
             return ms_fail(err, MS_ENOMEM, "%s: node '%s': cannot allocate %zu bytes of "
-                           "Winograd weights", net->name, nd->name, bytes);
-        ms_conv2d_winograd_weights(&nd->conv, nd->weight, nd->wino_u);
-        nd->wino_workspace = ws;
+                           "%s weights", net->name, nd->name, bytes, what);
+        if (wino) {
+            ms_conv2d_winograd_weights(&nd->conv, nd->weight, w);
+            nd->wino_u = w;
+        } else {
+            ms_conv2d_packed_weights(&nd->conv, nd->weight, w);
+            nd->packed_w = w;
+        }
+        nd->fast_workspace = ws;
         if (ws > net->workspace) net->workspace = ws;
     }
     return MS_OK;
@@ -760,7 +774,10 @@ ms_status ms_net_load(const char *path, const ms_limits *lim, ms_net **out, ms_e
 void ms_net_destroy(ms_net *net) {
     if (net == NULL) return;
     for (uint32_t i = 0; net->nodes != NULL && i < net->node_count; i++)
+    {
         ms_free(net->nodes[i].wino_u);
+        ms_free(net->nodes[i].packed_w);
+    }
     ms_msm_destroy(net->msm);
     ms_free(net->name);
     ms_free(net->text);
@@ -817,7 +834,8 @@ const char *ms_net_node_op(const ms_net *net, uint32_t index) {
 
 const char *ms_net_node_impl(const ms_net *net, uint32_t index) {
     if (index >= net->node_count) return NULL;
-    return net->nodes[index].wino_u != NULL ? "winograd" : "direct";
+    const net_node *nd = &net->nodes[index];
+    return nd->wino_u != NULL ? "winograd" : nd->packed_w != NULL ? "packed" : "direct";
 }
 
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index) {

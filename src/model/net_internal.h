@@ -48,7 +48,8 @@ typedef struct net_node {
     const float *weight, *bias, *mean, *var;
     size_t workspace; /* floats (conv2d) */
     float *wino_u;    /* conv2d: Winograd-transformed weights where that path pays (net-owned) */
-    size_t wino_workspace; /* floats */
+    size_t fast_workspace; /* floats of workspace the fast path (Winograd or packed) needs */
+    float *packed_w;       /* conv2d: weights packed for the direct kernel where that pays */
 } net_node;
 
 struct ms_net {

@@ -266,6 +266,9 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
             if (nd->wino_u != NULL && !s->direct_only)
                 ms_conv2d_winograd_forward_pool(&nd->conv, in, nd->wino_u, nd->bias, out, s->ws,
                                                 s->ws_slot, s->pool);
+            else if (nd->packed_w != NULL && !s->direct_only)
+                ms_conv2d_packed_forward_pool(&nd->conv, in, nd->packed_w, nd->bias, out, s->ws,
+                                              s->ws_slot, s->pool);
             else
                 ms_conv2d_forward_pool(&nd->conv, in, nd->weight, nd->bias, out, s->ws,
                                        s->ws_slot, s->pool);

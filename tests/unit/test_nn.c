@@ -23,25 +23,6 @@
 
 #define TOL 1e-5
 
-/* ---- deterministic random numbers ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint32_t rng_u32(rng *r) {
-    r->s = r->s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(r->s >> 33);
-}
-
-/* Uniform in [lo, hi]. */
-static int32_t rng_int(rng *r, int32_t lo, int32_t hi) {
-    return lo + (int32_t)(rng_u32(r) % (uint32_t)(hi - lo + 1));
-}
-
-/* Uniform in [-1, 1). */
-static float rng_f(rng *r) { return (float)rng_u32(r) / 1073741824.0f - 1.0f; }
-
 static void fill(rng *r, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * rng_f(r);
 }
@@ -142,42 +123,6 @@ static void test_act(void **state) {
 }
 
 /* ---- convolution ---- */
-
-static void conv_ref(const ms_conv2d *p, int32_t batch, int32_t in_h, int32_t in_w, const float *in,
-                     const float *w, const float *bias, int32_t oh, int32_t ow, bool apply_act,
-                     double *out) {
-    const int32_t icg = p->in_c / p->groups, ocg = p->out_c / p->groups;
-    for (int32_t b = 0; b < batch; b++)
-        for (int32_t oc = 0; oc < p->out_c; oc++) {
-            const int32_t g = oc / ocg;
-            for (int32_t oy = 0; oy < oh; oy++)
-                for (int32_t ox = 0; ox < ow; ox++) {
-                    double acc = bias ? bias[oc] : 0.0;
-                    for (int32_t ic = 0; ic < icg; ic++)
-                        for (int32_t ky = 0; ky < p->kh; ky++)
-                            for (int32_t kx = 0; kx < p->kw; kx++) {
-                                int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-                                int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
-                                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) continue;
-                                int32_t c = g * icg + ic;
-                                double xv =
-                                    in[(((size_t)b * (size_t)p->in_c + (size_t)c) * (size_t)in_h +
-                                        (size_t)iy) *
-                                           (size_t)in_w +
-                                       (size_t)ix];
-                                double wv =
-                                    w[(((size_t)oc * (size_t)icg + (size_t)ic) * (size_t)p->kh +
-                                       (size_t)ky) *
-                                          (size_t)p->kw +
-                                      (size_t)kx];
-                                acc += xv * wv;
-                            }
-                    out[(((size_t)b * (size_t)p->out_c + (size_t)oc) * (size_t)oh + (size_t)oy) *
-                            (size_t)ow +
-                        (size_t)ox] = apply_act ? act_ref(p->act, p->act_alpha, acc) : acc;
-                }
-        }
-}
 
 typedef enum conv_kind { CK_GENERAL = 0, CK_GROUPED, CK_DEPTHWISE, CK_POINTWISE } conv_kind;
 

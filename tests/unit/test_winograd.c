@@ -31,20 +31,6 @@
 #define TOL_DIRECT 1e-5
 #define GOLDEN_DIR MS_SOURCE_DIR "/tests/golden/nn"
 
-/* ---- deterministic random numbers ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint32_t rng_u32(rng *r) {
-    r->s = r->s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(r->s >> 33);
-}
-
-/* Uniform in [-1, 1). */
-static float rng_f(rng *r) { return (float)rng_u32(r) / 1073741824.0f - 1.0f; }
-
 static void fill(rng *r, float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = rng_f(r);
 }
@@ -111,36 +97,6 @@ static double rel_err_f(const float *got, const float *ref, size_t n) {
 
 /* act_ref: nn_ref.h */
 
-/* Convolution (groups 1, any kernel, stride and dilation) in double, then the activation. */
-static void conv_ref(const ms_conv2d *p, int32_t batch, int32_t in_h, int32_t in_w, const float *in,
-                     const float *w, const float *bias, int32_t oh, int32_t ow, double *out) {
-    for (int32_t b = 0; b < batch; b++)
-        for (int32_t oc = 0; oc < p->out_c; oc++)
-            for (int32_t oy = 0; oy < oh; oy++)
-                for (int32_t ox = 0; ox < ow; ox++) {
-                    double acc = bias ? bias[oc] : 0.0;
-                    for (int32_t ic = 0; ic < p->in_c; ic++) {
-                        const float *x = in + ((size_t)b * (size_t)p->in_c + (size_t)ic) *
-                                                  (size_t)in_h * (size_t)in_w;
-                        const float *k = w + ((size_t)oc * (size_t)p->in_c + (size_t)ic) *
-                                                 (size_t)(p->kh * p->kw);
-                        for (int32_t ky = 0; ky < p->kh; ky++) {
-                            const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-                            if (iy < 0 || iy >= in_h) continue;
-                            for (int32_t kx = 0; kx < p->kw; kx++) {
-                                const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
-                                if (ix < 0 || ix >= in_w) continue;
-                                acc += (double)x[(size_t)iy * (size_t)in_w + (size_t)ix] *
-                                       (double)k[ky * p->kw + kx];
-                            }
-                        }
-                    }
-                    out[(((size_t)b * (size_t)p->out_c + (size_t)oc) * (size_t)oh + (size_t)oy) *
-                            (size_t)ow +
-                        (size_t)ox] = act_ref(p->act, p->act_alpha, acc);
-                }
-}
-
 static ms_conv2d conv3x3(int32_t in_c, int32_t out_c, int32_t pt, int32_t pl, int32_t pb,
                          int32_t pr, ms_act act) {
     ms_conv2d p = {in_c, out_c, 3, 3, 1, 1, 1, 1, pt, pl, pb, pr, 1, act, 0.15f};
@@ -196,7 +152,7 @@ static void run_wino(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, in
     gbuf_check(&gws, "winograd workspace");
     if (memcmp(in, in_copy, n_in * sizeof *in) != 0) fail_msg("%s: input modified", what);
 
-    conv_ref(p, batch, in_h, in_w, in, w, b, oh, ow, ref);
+    conv_ref(p, batch, in_h, in_w, in, w, b, oh, ow, true, ref);
     const double e = rel_err_d(out, ref, n_out);
     record(ref_group, e);
     /* sigmoid and tanh flatten large outputs, so their error relative to the largest output
@@ -371,7 +327,7 @@ static void test_winograd_catches_errors(void **state) {
     fill(&r, in, n_in);
     fill(&r, w, n_w);
     ms_tensor ti = {1, 3, h, w_, in}, to = {1, 4, h, w_, out};
-    conv_ref(&p, 1, h, w_, in, w, NULL, h, w_, ref);
+    conv_ref(&p, 1, h, w_, in, w, NULL, h, w_, true, ref);
 
     /* the library's weight transform against the test's */
     ms_conv2d_winograd_weights(&p, w, u);
@@ -601,7 +557,7 @@ static void run_first(rng *r, const ms_conv2d *p, int32_t batch, int32_t in_h, i
         if (memcmp(&ws[i], &GUARD_BITS, sizeof GUARD_BITS) != 0)
             fail_msg("%s: workspace float %zu written", what, i);
 
-    conv_ref(p, batch, in_h, in_w, in, w, b, oh, ow, ref);
+    conv_ref(p, batch, in_h, in_w, in, w, b, oh, ow, true, ref);
     const double e = rel_err_d(out, ref, n_out);
     record("first3x3 vs double", e);
     if (!(e <= TOL_DIRECT)) fail_msg("first3x3: %s: error %.3g > %.0e", what, e, TOL_DIRECT);

@@ -1,0 +1,451 @@
+/* Packed direct convolution: groups 1, dilation 1, stride 1 or 2, any kernel up to MAX_TAPS
+ * taps and any padding. It takes the layers where im2col + sgemm was slowest and Winograd does
+ * not apply or does not pay: stride-2 layers, 7x7 stems, and many channels on few pixels
+ * (ResNet's 512@7x7), where OpenBLAS's packing dominates a product with N = 49.
+ *
+ * Method. A band of output rows is computed from a copy of the input rows it needs, split by
+ * phase: for stride s, phase (py, px) holds the padded input at rows py + s i and columns
+ * px + s j (zeros in the padding), so that tap (ky, kx) of output (oy, ox) reads phase
+ * (ky % s, kx % s) at (oy + ky / s, ox + kx / s): a stride-1 access. Each phase row is
+ * wp = out_w + (kw - 1) / s wide, and the output positions are numbered q = oy * wp + ox over
+ * the band ("flattened"), so a tap reads the contiguous values q + off(tap): 16 outputs are
+ * one vector load per tap and channel. The (kw - 1) / s columns past out_w in each row are
+ * computed and dropped (2 of 258 at 256 px; 2 of 9 at 7 px).
+ *
+ * The micro-kernel (AVX-512) keeps 8 output channels x 48 positions in 24 registers; per input
+ * channel and tap it loads 3 input vectors and broadcasts 8 weights from the packed weights
+ * ([block of 8 output channels][in_c][tap][8], zero past out_c), so it is bound by FMA
+ * throughput, not loads. Bias and ReLU are applied in registers.
+ *
+ * Every output value is one sum over (in channel, tap) in that order, whatever the band,
+ * tile or task: outputs are bit-identical for any thread count. The sum is plain float with
+ * FMA, as accurate as im2col + sgemm (about 1e-7 relative). */
+#include <assert.h>
+#include <limits.h>
+#include <string.h>
+
+#include "medscreen/core.h"
+#include "nn_internal.h"
+
+#ifdef MS_NN_X86_CLONES
+#include <immintrin.h>
+#endif
+
+enum {
+    OB = 8,                /* output channels per block (packed weight stride) */
+    VL = 16,               /* floats per vector */
+    TILE = 48,             /* positions per micro-tile: 3 vectors */
+    MAX_TAPS = 64,         /* kernel taps (kh * kw) this path takes */
+    BAND_FLOATS = 1 << 17, /* input band target: 512 KiB, a quarter of L2 */
+    MAX_BAND = 1 << 24,    /* a band larger than this (one huge row) goes to im2col instead */
+    MIN_TASKS = 8,         /* split output channels too when there are fewer bands */
+    MIN_CHUNK_BLOCKS = 2,  /* but keep at least 16 output channels per task */
+};
+
+typedef struct pk_plan {
+    int32_t out_h, out_w;
+    int32_t phy, phx; /* phases per axis: min(stride, kernel) */
+    int32_t ey, ex;   /* phase rows / columns past the output's: (kh - 1) / sh, (kw - 1) / sw */
+    int32_t wp;       /* phase row width: out_w + ex */
+    int32_t rows;     /* output rows per band (the last band may have fewer) */
+    int32_t bands;
+    int32_t blocks; /* ceil(out_c / OB) */
+    int32_t chunk;  /* blocks per task */
+    int32_t chunks;
+    size_t chan;      /* floats per input channel in a band: phases * (rows + ey) * wp */
+    size_t band;      /* floats of a band: in_c * chan + slack for the last tile's reads */
+    size_t workspace; /* band + the tile's results */
+} pk_plan;
+
+bool ms_conv2d_packed_ok(const ms_conv2d *p) {
+    if (p == NULL || p->groups != 1 || p->dil_h != 1 || p->dil_w != 1 || p->stride_h < 1 ||
+        p->stride_h > 2 || p->stride_w < 1 || p->stride_w > 2 || p->kh < 1 || p->kw < 1 ||
+        (int64_t)p->kh * p->kw > MAX_TAPS)
+        return false;
+    return ms_conv2d_shape(p, p->kh, p->kw, NULL, NULL, NULL) == MS_OK;
+}
+
+static bool plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, pk_plan *pl) {
+    if (!ms_conv2d_packed_ok(p)) return false;
+    int32_t oh, ow;
+    if (ms_conv2d_shape(p, in_h, in_w, &oh, &ow, NULL) != MS_OK) return false;
+    pl->out_h = oh;
+    pl->out_w = ow;
+    pl->phy = p->stride_h < p->kh ? p->stride_h : p->kh;
+    pl->phx = p->stride_w < p->kw ? p->stride_w : p->kw;
+    pl->ey = (p->kh - 1) / p->stride_h;
+    pl->ex = (p->kw - 1) / p->stride_w;
+    if (ow > INT32_MAX - pl->ex) return false;
+    pl->wp = ow + pl->ex;
+    const size_t phases = (size_t)pl->phy * (size_t)pl->phx;
+    size_t per_row, rows_room;
+    if (!ms_mul_size((size_t)p->in_c * phases, (size_t)pl->wp, &per_row)) return false;
+    rows_room = BAND_FLOATS / per_row;
+    size_t rows = rows_room > (size_t)pl->ey ? rows_room - (size_t)pl->ey : 1;
+    if (rows > (size_t)oh) rows = (size_t)oh;
+    const size_t bands = ((size_t)oh + rows - 1) / rows;
+    rows = ((size_t)oh + bands - 1) / bands; /* even bands */
+    size_t chan, band, ws;
+    if (!ms_mul_size(phases * (size_t)pl->wp, rows + (size_t)pl->ey, &chan) ||
+        !ms_mul_size(chan, (size_t)p->in_c, &band) ||
+        !ms_add_size(band, (size_t)pl->ex + TILE + VL, &band) || band > MAX_BAND ||
+        !ms_add_size((band + VL - 1) / VL * VL, (size_t)OB * TILE, &ws))
+        return false;
+    pl->rows = (int32_t)rows;
+    pl->bands = (int32_t)bands;
+    pl->chan = chan;
+    pl->band = band;
+    pl->workspace = ws;
+    pl->blocks = (p->out_c + OB - 1) / OB;
+    int32_t chunks = 1;
+    if (pl->bands < MIN_TASKS) {
+        chunks = (MIN_TASKS + pl->bands - 1) / pl->bands;
+        const int32_t most = pl->blocks / MIN_CHUNK_BLOCKS;
+        if (chunks > most) chunks = most > 1 ? most : 1;
+    }
+    pl->chunk = (pl->blocks + chunks - 1) / chunks;
+    pl->chunks = (pl->blocks + pl->chunk - 1) / pl->chunk;
+    return true;
+}
+
+size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p) {
+    size_t n;
+    if (!ms_conv2d_packed_ok(p) ||
+        !ms_mul_size((size_t)(p->out_c + OB - 1) / OB * OB, (size_t)p->in_c, &n) ||
+        !ms_mul_size(n, (size_t)p->kh * (size_t)p->kw, &n) || n > SIZE_MAX / sizeof(float))
+        return SIZE_MAX;
+    return n;
+}
+
+size_t ms_conv2d_packed_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    pk_plan pl;
+    return plan_make(p, in_h, in_w, &pl) ? pl.workspace : SIZE_MAX;
+}
+
+/* wp[b][ic][tap][o] = weight[b * OB + o][ic][tap], zero where b * OB + o >= out_c. */
+void ms_conv2d_packed_weights(const ms_conv2d *p, const float *weight, float *wp) {
+    assert(ms_conv2d_packed_ok(p));
+    const size_t taps = (size_t)p->kh * (size_t)p->kw, k = (size_t)p->in_c * taps;
+    const size_t blocks = (size_t)(p->out_c + OB - 1) / OB;
+    for (size_t b = 0; b < blocks; b++)
+        for (size_t i = 0; i < k; i++)
+            for (size_t o = 0; o < OB; o++) {
+                const size_t oc = b * OB + o;
+                wp[(b * k + i) * OB + o] = oc < (size_t)p->out_c ? weight[oc * k + i] : 0.0f;
+            }
+}
+
+/* Both column phases of a stride-2 row at once: ev[k] = row[2 k] for k < ne and
+ * od[k] = row[2 k + 1] for k < no (the caller keeps 2 k (+ 1) inside the row). */
+MS_NN_INLINE void split2(const float *restrict row, float *restrict ev, size_t ne,
+                         float *restrict od, size_t no) {
+    for (size_t k = 0; k < ne; k++) ev[k] = row[2 * k];
+    for (size_t k = 0; k < no; k++) od[k] = row[2 * k + 1];
+}
+
+#ifdef MS_NN_X86_CLONES
+MS_NN_TARGET_AVX512 static void split2_avx512(const float *restrict row, float *restrict ev,
+                                              size_t ne, float *restrict od, size_t no) {
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const size_t both = ne < no ? ne : no;
+    size_t k = 0;
+    /* reads row[2 k .. 2 k + 31], all inside: 2 k + 31 <= 2 (no - 1) + 1 */
+    for (; k + 16 <= both; k += 16) {
+        const __m512 a = _mm512_loadu_ps(row + 2 * k), b = _mm512_loadu_ps(row + 2 * k + 16);
+        _mm512_storeu_ps(ev + k, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(od + k, _mm512_permutex2var_ps(a, odd, b));
+    }
+    split2(row + 2 * k, ev + k, ne - k, od + k, no - k);
+}
+#endif
+
+MS_NN_INLINE void zero_floats(float *d, size_t n) {
+    if (n > 16) {
+        memset(d, 0, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) d[i] = 0.0f;
+}
+
+/* The phase-column range of one column phase: phase column j is input column x0 + s j, valid
+ * (inside the input) for j in [ja, jb) within [0, wp). */
+typedef struct col_range {
+    int64_t x0, ja, jb;
+} col_range;
+
+static col_range col_range_make(int32_t px, int32_t pad_l, int32_t s, int32_t in_w, int32_t wp) {
+    col_range r = {.x0 = (int64_t)px - pad_l};
+    r.ja = r.x0 >= 0 ? 0 : (-r.x0 + s - 1) / s;
+    r.jb = r.x0 >= in_w ? 0 : ((int64_t)in_w - r.x0 + s - 1) / s;
+    if (r.ja > wp) r.ja = wp;
+    if (r.jb > wp) r.jb = wp;
+    if (r.jb < r.ja) r.jb = r.ja;
+    return r;
+}
+
+/* Fills a band for output rows from oy0: for every input channel and phase, rows + ey phase
+ * rows of wp values (layout [in_c][phase][row][wp], phase = py * phx + px), then zeros the
+ * slack. With two column phases each input row is split into both in one pass. */
+static void band_fill(const ms_conv2d *p, const pk_plan *pl, const float *img, int32_t in_h,
+                      int32_t in_w, int32_t oy0, float *band, bool avx512) {
+    const int32_t sh = p->stride_h, sw = p->stride_w, wp = pl->wp, phx = pl->phx;
+    const int32_t nrow = pl->rows + pl->ey;
+    const size_t plane = (size_t)in_h * (size_t)in_w, phase_floats = (size_t)nrow * (size_t)wp;
+    col_range cr[2];
+    for (int32_t px = 0; px < phx; px++) cr[px] = col_range_make(px, p->pad_l, sw, in_w, wp);
+    (void)avx512;
+    /* Input rows in ascending order (phase row i of phase py is input row py + sh (oy0 + i)
+     * - pad_t), so the hardware prefetcher sees one stream per channel. */
+    for (int32_t c = 0; c < p->in_c; c++)
+        for (int32_t i = 0; i < nrow; i++)
+            for (int32_t py = 0; py < pl->phy; py++) {
+                float *ph0 = band + ((size_t)c * (size_t)(pl->phy * phx) + (size_t)(py * phx)) *
+                                        phase_floats;
+                const int64_t y = (int64_t)py + (int64_t)sh * (oy0 + i) - p->pad_t;
+                const float *row = img + (size_t)c * plane + (size_t)(y < 0 ? 0 : y) * (size_t)in_w;
+                const bool inside = y >= 0 && y < in_h;
+                float *d[2];
+                for (int32_t px = 0; px < phx; px++) {
+                    d[px] = ph0 + (size_t)px * phase_floats + (size_t)i * (size_t)wp;
+                    const col_range *r = &cr[px];
+                    if (!inside || r->ja == r->jb) {
+                        zero_floats(d[px], (size_t)wp);
+                        continue;
+                    }
+                    zero_floats(d[px], (size_t)r->ja);
+                    zero_floats(d[px] + r->jb, (size_t)(wp - r->jb));
+                    if (sw == 1) /* then phx == 1 */
+                        memcpy(d[px] + r->ja, row + r->x0 + r->ja,
+                               (size_t)(r->jb - r->ja) * sizeof(float));
+                    else if (phx == 1)
+                        split2(row + r->x0 + 2 * r->ja, d[px] + r->ja, (size_t)(r->jb - r->ja),
+                               NULL, 0);
+                }
+                if (!inside || phx != 2 || cr[0].ja == cr[0].jb || cr[1].ja == cr[1].jb) continue;
+                /* The phase whose first valid column is input column 0 takes the even
+                 * columns, the other the odd ones. */
+                const int e = cr[0].x0 + 2 * cr[0].ja == 0 ? 0 : 1, o = 1 - e;
+                float *ev = d[e] + cr[e].ja, *od = d[o] + cr[o].ja;
+                const size_t ne = (size_t)(cr[e].jb - cr[e].ja), no = (size_t)(cr[o].jb - cr[o].ja);
+#ifdef MS_NN_X86_CLONES
+                if (avx512)
+                    split2_avx512(row, ev, ne, od, no);
+                else
+#endif
+                    split2(row, ev, ne, od, no);
+            }
+    const size_t used = (size_t)p->in_c * pl->chan;
+    memset(band + used, 0, (pl->band - used) * sizeof(float));
+}
+
+/* One tile, portable: res[o][v] = sum over channels and taps, plus bias, ReLU when relu. */
+static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_t *taps,
+                         int32_t ntaps, const float *w, const float *bias8, bool relu, float *res) {
+    for (int o = 0; o < OB; o++)
+        for (int v = 0; v < TILE; v++) res[o * TILE + v] = 0.0f;
+    for (int32_t c = 0; c < in_c; c++, x += chan)
+        for (int32_t t = 0; t < ntaps; t++, w += OB) {
+            const float *xp = x + taps[t];
+            for (int o = 0; o < OB; o++)
+                for (int v = 0; v < TILE; v++) res[o * TILE + v] += w[o] * xp[v];
+        }
+    for (int o = 0; o < OB; o++)
+        for (int v = 0; v < TILE; v++) {
+            const float y = res[o * TILE + v] + bias8[o];
+            res[o * TILE + v] = relu && !(y > 0.0f) ? 0.0f : y;
+        }
+}
+
+#ifdef MS_NN_X86_CLONES
+/* The same with nv (1 to 3, a constant after inlining) vectors of 16 positions. */
+#define PK_UNROLL _Pragma("GCC unroll 8")
+#define PK_TILE_BODY(NV)                                                                           \
+    do {                                                                                           \
+        __m512 acc[OB][NV];                                                                        \
+        PK_UNROLL for (int o = 0; o < OB; o++) PK_UNROLL for (int v = 0; v < (NV); v++)            \
+            acc[o][v] = _mm512_setzero_ps();                                                       \
+        for (int32_t c = 0; c < in_c; c++, x += chan)                                              \
+            for (int32_t t = 0; t < ntaps; t++, w += OB) {                                         \
+                const float *xp = x + taps[t];                                                     \
+                __m512 xv[NV];                                                                     \
+                PK_UNROLL for (int v = 0; v < (NV); v++) xv[v] = _mm512_loadu_ps(xp + VL * v);     \
+                PK_UNROLL for (int o = 0; o < OB; o++) {                                           \
+                    const __m512 b = _mm512_set1_ps(w[o]);                                         \
+                    PK_UNROLL for (int v = 0; v < (NV); v++) acc[o][v] =                           \
+                        _mm512_fmadd_ps(b, xv[v], acc[o][v]);                                      \
+                }                                                                                  \
+            }                                                                                      \
+        const __m512 zero = _mm512_setzero_ps();                                                   \
+        PK_UNROLL for (int o = 0; o < OB; o++) {                                                   \
+            const __m512 bb = _mm512_set1_ps(bias8[o]);                                            \
+            PK_UNROLL for (int v = 0; v < (NV); v++) {                                             \
+                __m512 y = _mm512_add_ps(acc[o][v], bb);                                           \
+                if (relu) y = _mm512_max_ps(y, zero);                                              \
+                _mm512_storeu_ps(res + o * TILE + VL * v, y);                                      \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+MS_NN_TARGET_AVX512 static void tile_avx512_3(const float *x, size_t chan, int32_t in_c,
+                                              const int32_t *taps, int32_t ntaps, const float *w,
+                                              const float *bias8, bool relu, float *res) {
+    PK_TILE_BODY(3);
+}
+MS_NN_TARGET_AVX512 static void tile_avx512_2(const float *x, size_t chan, int32_t in_c,
+                                              const int32_t *taps, int32_t ntaps, const float *w,
+                                              const float *bias8, bool relu, float *res) {
+    PK_TILE_BODY(2);
+}
+MS_NN_TARGET_AVX512 static void tile_avx512_1(const float *x, size_t chan, int32_t in_c,
+                                              const int32_t *taps, int32_t ntaps, const float *w,
+                                              const float *bias8, bool relu, float *res) {
+    PK_TILE_BODY(1);
+}
+#endif
+
+typedef struct pk_job {
+    const ms_conv2d *p;
+    pk_plan pl;
+    const ms_tensor *in;
+    const float *wp, *bias;
+    ms_tensor *out;
+    float *workspace;
+    size_t ws_stride;
+    bool avx512;
+    /* The band each worker's workspace holds (image * bands + band), or SIZE_MAX: the tasks of
+     * one band's output-channel chunks fill it once per worker, not once per task. Each
+     * worker reads and writes only its own entry. */
+    size_t filled[MS_POOL_MAX_THREADS];
+} pk_job;
+
+/* One task: one image, one band of output rows, one chunk of output-channel blocks. */
+static void pk_task(void *ctx, size_t task, int32_t worker) {
+    pk_job *j = ctx;
+    const ms_conv2d *p = j->p;
+    const pk_plan *pl = &j->pl;
+    const size_t per_image = (size_t)pl->bands * (size_t)pl->chunks;
+    const size_t n = task / per_image;
+    const int32_t band_i = (int32_t)(task % per_image / (size_t)pl->chunks);
+    const int32_t chunk_i = (int32_t)(task % (size_t)pl->chunks);
+    const int32_t oy0 = band_i * pl->rows;
+    const int32_t oy1 = pl->out_h - oy0 > pl->rows ? oy0 + pl->rows : pl->out_h;
+    const int32_t b0 = chunk_i * pl->chunk;
+    const int32_t b1 = pl->blocks - b0 > pl->chunk ? b0 + pl->chunk : pl->blocks;
+    float *band = j->workspace + (size_t)worker * j->ws_stride;
+    float *res = band + (pl->band + VL - 1) / VL * VL;
+
+    const float *img = j->in->data + n * (size_t)p->in_c * (size_t)j->in->h * (size_t)j->in->w;
+    const size_t which = n * (size_t)pl->bands + (size_t)band_i;
+    if (j->filled[worker] != which) {
+        band_fill(p, pl, img, j->in->h, j->in->w, oy0, band, j->avx512);
+        j->filled[worker] = which;
+    }
+
+    int32_t taps[MAX_TAPS];
+    const int32_t ntaps = p->kh * p->kw, wp = pl->wp;
+    const size_t phase_floats = (size_t)(pl->rows + pl->ey) * (size_t)wp;
+    for (int32_t ky = 0; ky < p->kh; ky++)
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const size_t ph =
+                (size_t)(ky % p->stride_h) * (size_t)pl->phx + (size_t)(kx % p->stride_w);
+            taps[ky * p->kw + kx] =
+                (int32_t)(ph * phase_floats + (size_t)(ky / p->stride_h) * (size_t)wp +
+                          (size_t)(kx / p->stride_w));
+        }
+
+    const size_t plane = (size_t)pl->out_h * (size_t)pl->out_w;
+    float *oimg = j->out->data + n * (size_t)p->out_c * plane;
+    const size_t npos = (size_t)(oy1 - oy0) * (size_t)wp;
+    const size_t k = (size_t)p->in_c * (size_t)ntaps;
+    const bool relu = p->act == MS_ACT_RELU;
+    for (int32_t b = b0; b < b1; b++) {
+        const float *w = j->wp + (size_t)b * k * OB;
+        float bias8[OB];
+        const int32_t nout = p->out_c - b * OB < OB ? p->out_c - b * OB : OB;
+        for (int o = 0; o < OB; o++) bias8[o] = j->bias && o < nout ? j->bias[b * OB + o] : 0.0f;
+        for (size_t q0 = 0; q0 < npos; q0 += TILE) {
+            const size_t nq = npos - q0 < TILE ? npos - q0 : TILE;
+            const float *x = band + q0;
+#ifdef MS_NN_X86_CLONES
+            if (j->avx512) {
+                if (nq > 2 * VL)
+                    tile_avx512_3(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                else if (nq > VL)
+                    tile_avx512_2(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                else
+                    tile_avx512_1(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+            } else
+#endif
+                tile_generic(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+            /* positions q0 .. q0 + nq - 1 are (oy0 + q / wp, q % wp); columns >= out_w drop */
+            for (size_t q = q0; q < q0 + nq;) {
+                const size_t y = q / (size_t)wp, x0 = q % (size_t)wp;
+                const size_t end = (y + 1) * (size_t)wp < q0 + nq ? (y + 1) * (size_t)wp : q0 + nq;
+                if (x0 < (size_t)pl->out_w) {
+                    const size_t cnt =
+                        end - q < (size_t)pl->out_w - x0 ? end - q : (size_t)pl->out_w - x0;
+                    float *dst = oimg + ((size_t)oy0 + y) * (size_t)pl->out_w + x0;
+                    for (int32_t o = 0; o < nout; o++) {
+                        float *d = dst + (size_t)(b * OB + o) * plane;
+                        memcpy(d, res + (size_t)o * TILE + (q - q0), cnt * sizeof(float));
+                        if (!relu && p->act != MS_ACT_NONE)
+                            ms_nn_bias_act(d, cnt, 0.0f, p->act, p->act_alpha);
+                    }
+                }
+                q = end;
+            }
+        }
+    }
+}
+
+static void pk_forward(const ms_conv2d *p, const ms_tensor *in, const float *wp, const float *bias,
+                       ms_tensor *out, float *workspace, size_t ws_stride, ms_pool *pool,
+                       ms_nn_isa isa) {
+    pk_job j = {.p = p,
+                .in = in,
+                .wp = wp,
+                .bias = bias,
+                .out = out,
+                .workspace = workspace,
+                .ws_stride = ws_stride};
+    if (!plan_make(p, in->h, in->w, &j.pl)) {
+        assert(0 && "ms_conv2d_packed_forward: parameters ms_conv2d_packed_workspace refuses");
+        return;
+    }
+    assert(in->c == p->in_c && out->n == in->n && out->c == p->out_c && out->h == j.pl.out_h &&
+           out->w == j.pl.out_w && workspace != NULL);
+    assert(ms_pool_threads(pool) == 1 || ws_stride >= j.pl.workspace);
+    j.avx512 = isa >= MS_NN_ISA_AVX512 && ms_nn_cpu_avx512();
+    for (size_t i = 0; i < MS_POOL_MAX_THREADS; i++) j.filled[i] = SIZE_MAX;
+    ms_pool_run(pool, (size_t)in->n * (size_t)j.pl.bands * (size_t)j.pl.chunks, pk_task, &j);
+}
+
+void ms_conv2d_packed_forward(const ms_conv2d *p, const ms_tensor *in, const float *wp,
+                              const float *bias, ms_tensor *out, float *workspace) {
+    pk_forward(p, in, wp, bias, out, workspace, 0, NULL, MS_NN_ISA_AVX512);
+}
+
+void ms_conv2d_packed_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *wp,
+                                   const float *bias, ms_tensor *out, float *workspace,
+                                   size_t ws_stride, ms_pool *pool) {
+    pk_forward(p, in, wp, bias, out, workspace, ws_stride, pool, MS_NN_ISA_AVX512);
+}
+
+void ms_nn_conv2d_packed_forward_isa(const ms_conv2d *p, const ms_tensor *in, const float *wp,
+                                     const float *bias, ms_tensor *out, float *workspace,
+                                     ms_nn_isa isa) {
+    pk_forward(p, in, wp, bias, out, workspace, 0, NULL, isa);
+}
+
+/* Where the AVX-512 kernel beats the other paths (measured: see the commit and bench_conv).
+ * Without AVX-512 the portable tile is not faster than im2col + sgemm, so never. */
+bool ms_conv2d_packed_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    pk_plan pl;
+    if (!ms_nn_cpu_avx512() || !plan_make(p, in_h, in_w, &pl)) return false;
+    if ((int64_t)p->in_c * p->kh * p->kw < 16) return false; /* first layers: conv.c's kernel */
+    const bool pointwise = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                           p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    return !pointwise;
+}
