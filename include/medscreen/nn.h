@@ -189,6 +189,9 @@ typedef struct ms_pool2d {
 ms_status ms_pool2d_shape(const ms_pool2d *p, int32_t in_h, int32_t in_w, int32_t *out_h,
                           int32_t *out_w, ms_err *err);
 void ms_pool2d_forward(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out);
+/* The same on the threads of pool (NULL: the caller's only), in tasks of whole planes. */
+void ms_pool2d_forward_pool(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out,
+                            ms_pool *pool);
 
 /* Global pooling to [n][c][1][1]. */
 void ms_global_pool_forward(ms_pool_kind kind, const ms_tensor *in, ms_tensor *out);

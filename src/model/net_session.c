@@ -282,7 +282,7 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
             ms_act_forward(nd->act, nd->alpha, out->data, ms_tensor_count(out));
             break;
         case OP_MAXPOOL:
-        case OP_AVGPOOL: ms_pool2d_forward(&nd->pool, in, out); break;
+        case OP_AVGPOOL: ms_pool2d_forward_pool(&nd->pool, in, out, s->pool); break;
         case OP_GLOBALAVGPOOL: ms_global_pool_forward(MS_POOL_AVG, in, out); break;
         case OP_GLOBALMAXPOOL: ms_global_pool_forward(MS_POOL_MAX, in, out); break;
         case OP_UPSAMPLE: ms_upsample_forward(nd->mode, nd->align, in, out); break;

@@ -503,7 +503,7 @@ static void pool_ref(const ms_pool2d *p, int32_t planes, int32_t in_h, int32_t i
                         double v =
                             in[((size_t)pl * (size_t)in_h + (size_t)y) * (size_t)in_w + (size_t)x];
                         if (p->kind == MS_POOL_MAX)
-                            acc = v > acc ? v : acc;
+                            acc = (v > acc || isnan(v)) ? v : acc; /* NaN wins */
                         else
                             acc += v;
                     }
@@ -575,6 +575,53 @@ static void test_pool_random(void **state) {
     /* The ceil_mode rules really were exercised. */
     assert_true(ceil_grew > 20);
     assert_true(dropped > 5);
+}
+
+/* Max pooling passes NaN on as PyTorch does, also in the vectorised paths (3x3/s2 and a row
+ * wider than one vector), and the pool's plane tasks give the same bits on 1-3 threads. */
+static void test_pool_nan_and_threads(void **state) {
+    (void)state;
+    rng r = {77};
+    const ms_pool2d ps[] = {{MS_POOL_MAX, 3, 3, 2, 2, 1, 1, 1, 1, false, false},
+                            {MS_POOL_MAX, 2, 3, 1, 1, 0, 1, 1, 1, true, false},
+                            {MS_POOL_AVG, 3, 3, 2, 2, 1, 1, 1, 1, false, true}};
+    const int32_t c = 70, h = 37, w = 61;
+    const size_t n_in = (size_t)c * (size_t)h * (size_t)w;
+    float *in = malloc(n_in * sizeof *in);
+    assert_non_null(in);
+    fill(&r, in, n_in, 1.0f);
+    for (int k = 0; k < 5; k++) in[rng_u32(&r) % n_in] = NAN;
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        int32_t oh, ow;
+        assert_int_equal(ms_pool2d_shape(&ps[i], h, w, &oh, &ow, NULL), MS_OK);
+        const size_t n_out = (size_t)c * (size_t)oh * (size_t)ow;
+        double *ref = malloc(n_out * sizeof *ref);
+        float *one = malloc(n_out * sizeof *one), *out = malloc(n_out * sizeof *out);
+        assert_true(ref && one && out);
+        pool_ref(&ps[i], c, h, w, in, oh, ow, ref);
+        ms_tensor ti = {1, c, h, w, in}, to = {1, c, oh, ow, one};
+        ms_pool2d_forward(&ps[i], &ti, &to);
+        size_t nans = 0;
+        for (size_t j = 0; j < n_out; j++) {
+            if (isnan(ref[j]) != isnan(one[j]))
+                fail_msg("pool %zu: NaN not passed on at %zu", i, j);
+            nans += isnan(one[j]) != 0;
+            if (!isnan(ref[j]) && fabs(one[j] - ref[j]) > 1e-6 * (1 + fabs(ref[j])))
+                fail_msg("pool %zu: %g against %g at %zu", i, one[j], ref[j], j);
+        }
+        assert_true(nans >= 5);
+        for (int32_t t = 1; t <= 3; t++) {
+            ms_pool *pool = NULL;
+            assert_int_equal(ms_pool_create(t, &pool, NULL), MS_OK);
+            to.data = out;
+            ms_pool2d_forward_pool(&ps[i], &ti, &to, pool);
+            if (memcmp(out, one, n_out * sizeof *out) != 0)
+                fail_msg("pool %zu: %d threads differ from one", i, t);
+            ms_pool_destroy(pool);
+        }
+        free(ref), free(one), free(out);
+    }
+    free(in);
 }
 
 /* Known values, worked by hand from torch 1.13's AvgPoolKernel.cpp arithmetic for
@@ -1029,12 +1076,15 @@ static void test_maxpool_nan(void **state) {
                     int32_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
                     if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                     float v = x[iy * W + ix];
-                    if (isnan(v)) has_nan = true;
-                    else if (v > m) m = v;
+                    if (isnan(v))
+                        has_nan = true;
+                    else if (v > m)
+                        m = v;
                 }
             float got = y[oy * ow + ox];
             if (has_nan) {
-                if (!isnan(got)) fail_msg("window (%d,%d) holds a NaN, got %g", oy, ox, (double)got);
+                if (!isnan(got))
+                    fail_msg("window (%d,%d) holds a NaN, got %g", oy, ox, (double)got);
             } else if (got != m) {
                 fail_msg("window (%d,%d): got %g, want %g", oy, ox, (double)got, (double)m);
             }
@@ -1050,6 +1100,7 @@ int main(void) {
         cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_pool_nan_and_threads),
         cmocka_unit_test(test_pool_known),
         cmocka_unit_test(test_pool_shape_errors),
         cmocka_unit_test(test_global_pool),
