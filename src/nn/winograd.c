@@ -341,13 +341,15 @@ MS_NN_INLINE void output_row(const float *src, size_t estride, int32_t n, float 
     }
 }
 
-/* The output transform of one block: M_e in slot e as [out_c][nb]. */
+/* The output transform of one block for output channels [oc0, oc1): M_e in slot e as
+ * [out_c][nb]. */
 MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float *oimg, size_t b0,
-                                    size_t nb, const wino_plan *pl, float *ws) {
+                                    size_t nb, int32_t oc0, int32_t oc1, const wino_plan *pl,
+                                    float *ws) {
     const size_t ow = (size_t)pl->out_w, plane = (size_t)pl->out_h * ow;
     const size_t tx_n = (size_t)pl->tiles_x;
     float *wv = ws + SLOTS * pl->slot, *ob = wv + 24 * (size_t)pl->seg;
-    for (int32_t oc = 0; oc < p->out_c; oc++)
+    for (int32_t oc = oc0; oc < oc1; oc++)
         for (size_t i = b0; i < b0 + nb;) {
             const size_t ty = i / tx_n, tx = i % tx_n;
             const size_t n = tx_n - tx < b0 + nb - i ? tx_n - tx : b0 + nb - i;
@@ -357,7 +359,7 @@ MS_NN_INLINE void output_block_body(const ms_conv2d *p, const float *bias, float
             /* Ask for the next channel's output lines now: the stores are the costliest part
              * of this loop (the image is in L3 or memory, and a store first reads its line).
              * Measured: 5-7% off the whole convolution at 32->32 and 128->128. */
-            if (oc + 1 < p->out_c)
+            if (oc + 1 < oc1)
                 for (int32_t q = 0; q < nrow; q++) {
                     const float *r = oimg + (size_t)(oc + 1) * plane + (oy + (size_t)q) * ow + ox;
                     for (int32_t x = 0; x < ncol; x += 16) MS_NN_PREFETCH_W(r + x);
@@ -375,8 +377,8 @@ static void input_block(const ms_conv2d *p, const float *img, int32_t in_h, int3
 }
 
 static void output_block(const ms_conv2d *p, const float *bias, float *oimg, size_t b0, size_t nb,
-                         const wino_plan *pl, float *ws) {
-    output_block_body(p, bias, oimg, b0, nb, pl, ws);
+                         int32_t oc0, int32_t oc1, const wino_plan *pl, float *ws) {
+    output_block_body(p, bias, oimg, b0, nb, oc0, oc1, pl, ws);
 }
 
 #ifdef MS_NN_X86_CLONES
@@ -387,14 +389,19 @@ MS_NN_TARGET_AVX2 static void input_block_avx2(const ms_conv2d *p, const float *
 }
 
 MS_NN_TARGET_AVX2 static void output_block_avx2(const ms_conv2d *p, const float *bias, float *oimg,
-                                                size_t b0, size_t nb, const wino_plan *pl,
-                                                float *ws) {
-    output_block_body(p, bias, oimg, b0, nb, pl, ws);
+                                                size_t b0, size_t nb, int32_t oc0, int32_t oc1,
+                                                const wino_plan *pl, float *ws) {
+    output_block_body(p, bias, oimg, b0, nb, oc0, oc1, pl, ws);
 }
 #endif
 
-/* One task per block of tiles of one image: fixed by the shapes, so any number of threads
- * computes the same bits; each task uses its worker's workspace slot. */
+/* One task per block of tiles of one image and share of the output channels: fixed by the
+ * shapes, so any number of threads computes the same bits; each task uses its worker's
+ * workspace slot. Shares exist for images of one block (ResNet's 128@28): without them such a
+ * layer ran on one thread only. Each share repeats the block's input transform (cheap: O(in_c)
+ * per tile against the products' O(in_c * out_c)). */
+enum { SHARE_MIN_OUT = 64 }; /* output channels per share, at least */
+
 typedef struct wino_job {
     const ms_conv2d *p;
     wino_plan pl;
@@ -403,10 +410,11 @@ typedef struct wino_job {
     ms_tensor *out;
     float *workspace;
     size_t ws_stride, blocks;
+    int32_t shares, share_rows;
     void (*in_fn)(const ms_conv2d *, const float *, int32_t, int32_t, size_t, size_t,
                   const wino_plan *, float *);
-    void (*out_fn)(const ms_conv2d *, const float *, float *, size_t, size_t, const wino_plan *,
-                   float *);
+    void (*out_fn)(const ms_conv2d *, const float *, float *, size_t, size_t, int32_t, int32_t,
+                   const wino_plan *, float *);
 } wino_job;
 
 static void wino_task(void *ctx, size_t task, int32_t worker) {
@@ -414,19 +422,23 @@ static void wino_task(void *ctx, size_t task, int32_t worker) {
     const ms_conv2d *p = j->p;
     const wino_plan *pl = &j->pl;
     float *ws = j->workspace + (size_t)worker * j->ws_stride;
-    const size_t n = task / j->blocks, b0 = task % j->blocks * (size_t)pl->block;
+    const size_t shares = (size_t)j->shares;
+    const size_t n = task / shares / j->blocks;
+    const size_t b0 = task / shares % j->blocks * (size_t)pl->block;
+    const int32_t oc0 = (int32_t)(task % shares) * j->share_rows;
+    const int32_t oc1 = p->out_c - oc0 > j->share_rows ? oc0 + j->share_rows : p->out_c;
     const size_t in_img = (size_t)p->in_c * (size_t)j->in->h * (size_t)j->in->w;
     const size_t out_img = (size_t)p->out_c * (size_t)pl->out_h * (size_t)pl->out_w;
     const size_t ue = (size_t)p->out_c * (size_t)p->in_c;
-    const blasint m = (blasint)p->out_c, k = (blasint)p->in_c;
+    const blasint k = (blasint)p->in_c;
     const size_t nb = pl->tiles - b0 < (size_t)pl->block ? pl->tiles - b0 : (size_t)pl->block;
     j->in_fn(p, j->in->data + n * in_img, j->in->h, j->in->w, b0, nb, pl, ws);
-    /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb] */
+    /* M_e (slot e) = U_e [out_c x in_c] * V_e (slot e + 1) [in_c x nb], rows oc0 .. oc1 - 1 */
     for (size_t e = 0; e < 36; e++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (blasint)nb, k, 1.0f,
-                    j->u + e * ue, k, ws + (e + 1) * pl->slot, (blasint)nb, 0.0f, ws + e * pl->slot,
-                    (blasint)nb);
-    j->out_fn(p, j->bias, j->out->data + n * out_img, b0, nb, pl, ws);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)(oc1 - oc0), (blasint)nb, k,
+                    1.0f, j->u + e * ue + (size_t)oc0 * (size_t)p->in_c, k, ws + (e + 1) * pl->slot,
+                    (blasint)nb, 0.0f, ws + e * pl->slot + (size_t)oc0 * nb, (blasint)nb);
+    j->out_fn(p, j->bias, j->out->data + n * out_img, b0, nb, oc0, oc1, pl, ws);
 }
 
 static void wino_forward(const ms_conv2d *p, const ms_tensor *in, const float *u, const float *bias,
@@ -455,7 +467,10 @@ static void wino_forward(const ms_conv2d *p, const ms_tensor *in, const float *u
     }
 #endif
     j.blocks = (j.pl.tiles + (size_t)j.pl.block - 1) / (size_t)j.pl.block;
-    ms_pool_run(pool, (size_t)in->n * j.blocks, wino_task, &j);
+    /* Shares depend on the shapes only (one block per image), never on the thread count. */
+    j.shares = j.blocks == 1 && p->out_c >= 2 * SHARE_MIN_OUT ? 2 : 1;
+    j.share_rows = (p->out_c + j.shares - 1) / j.shares;
+    ms_pool_run(pool, (size_t)in->n * j.blocks * (size_t)j.shares, wino_task, &j);
 }
 
 void ms_conv2d_winograd_forward_pool(const ms_conv2d *p, const ms_tensor *in, const float *u,
@@ -494,6 +509,10 @@ void ms_nn_conv2d_winograd_forward_isa(const ms_conv2d *p, const ms_tensor *in, 
 bool ms_conv2d_winograd_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
     wino_plan pl;
     if (!plan_make(p, in_h, in_w, &pl) || p->in_c < 2) return false;
+    /* The packed direct kernel, where the CPU has it, beats Winograd on few tiles: inside a
+     * network the transformed weights (36 * in_c * out_c floats) come from L3 at every run.
+     * ResNet-18's 256@14 (16 tiles): 2.0 ms Winograd, 1.6 ms packed. */
+    if (pl.tiles <= 16 && ms_conv2d_packed_worthwhile(p, in_h, in_w)) return false;
     const int64_t cc = (int64_t)p->in_c * p->out_c;
     if (pl.tiles >= 16 || cc <= 128 * 128) return true;
     return cc <= 384 * 384 && pl.tiles >= 4;

@@ -3,8 +3,9 @@
  * layers at 224x224 (batch 1, 1 thread, bias + ReLU).
  *
  * Usage: bench_packed [--runs N] [--only NAME]     (default 30 runs)
- * Prints one line per layer: median ms and GFLOP/s of each path (FLOPs = 2 * out_c * out_h *
- * out_w * in_c * kh * kw) and im2col / packed. Not a ctest test; build Release. */
+ * Prints one line per layer: median ms and GFLOP/s of im2col, Winograd (stride-1 3x3 only;
+ * effective GFLOP/s) and packed (FLOPs = 2 * out_c * out_h * out_w * in_c * kh * kw), and the
+ * faster of the first two over packed. Not a ctest test; build Release. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ static const layer layers[] = {
     {"r18_256to512_s2@14", 256, 512, 3, 2, 1, 14},
     {"r18_512to512@7", 512, 512, 3, 1, 1, 7},
     {"r18_256to256@14", 256, 256, 3, 1, 1, 14},
+    {"r18_128to128@28", 128, 128, 3, 1, 1, 28},
+    {"r18_64to64@56", 64, 64, 3, 1, 1, 56},
+    {"scr_128to128@64", 128, 128, 3, 1, 1, 64},
     {"r18_1x1_256to512_s2@14", 256, 512, 1, 2, 0, 14},
 };
 enum { N_LAYERS = sizeof layers / sizeof layers[0] };
@@ -98,20 +102,28 @@ int main(int argc, char **argv) {
         float *x = bench_alloc_floats(nin), *y = bench_alloc_floats(nout);
         float *w = bench_alloc_floats(nw), *b = bench_alloc_floats((size_t)L->out_c);
         float *wp = bench_alloc_floats(ms_conv2d_packed_weight_floats(&p));
+        bench_fill(w, nw, 2);
         size_t ws1 = ms_conv2d_workspace(&p, L->in_hw, L->in_hw);
         const size_t ws2 = ms_conv2d_packed_workspace(&p, L->in_hw, L->in_hw);
-        float *ws = bench_alloc_floats((ws1 > ws2 ? ws1 : ws2) + 16);
+        const bool wino = ms_conv2d_winograd_ok(&p);
+        const size_t ws3 = wino ? ms_conv2d_winograd_workspace(&p, L->in_hw, L->in_hw) : 0;
+        if (ws2 > ws1) ws1 = ws2;
+        if (ws3 > ws1) ws1 = ws3;
+        float *ws = bench_alloc_floats(ws1 + 16);
+        float *u = wino ? bench_alloc_floats(ms_conv2d_winograd_weight_floats(&p)) : NULL;
+        if (wino) ms_conv2d_winograd_weights(&p, w, u);
         bench_fill(x, nin, 1);
-        bench_fill(w, nw, 2);
         bench_fill(b, (size_t)L->out_c, 3);
         ms_conv2d_packed_weights(&p, w, wp);
         ms_tensor tin = {1, L->in_c, L->in_hw, L->in_hw, x}, tout = {1, L->out_c, oh, ow, y};
         const double flop = 2.0 * (double)nout * L->in_c * L->k * L->k;
         const double a = time_ms(ms_conv2d_forward, &p, &tin, w, b, &tout, ws, runs);
         const double c = time_ms(ms_conv2d_packed_forward, &p, &tin, wp, b, &tout, ws, runs);
-        printf("%-24s %10.3f %8.1f %10.3f %8.1f %7.2f\n", L->name, a, flop / a / 1e6, c,
-               flop / c / 1e6, a / c);
-        free(x), free(y), free(w), free(b), free(wp), free(ws);
+        const double v =
+            wino ? time_ms(ms_conv2d_winograd_forward, &p, &tin, u, b, &tout, ws, runs) : 0.0;
+        printf("%-24s %10.3f %8.1f %10.3f %8.1f %10.3f %8.1f %7.2f\n", L->name, a, flop / a / 1e6,
+               v, wino ? flop / v / 1e6 : 0.0, c, flop / c / 1e6, (wino && v < a ? v : a) / c);
+        free(x), free(y), free(w), free(b), free(wp), free(ws), free(u);
     }
     return 0;
 }
