@@ -266,6 +266,9 @@ static void test_winograd_blocks(void **state) {
     run_wino(&r, &p, 1, 40, 36, true, "winograd blocks vs double", "winograd shapes vs im2col");
     p = conv3x3(128, 128, 1, 1, 1, 1, MS_ACT_RELU);
     run_wino(&r, &p, 1, 9, 11, true, "winograd blocks vs double", "winograd shapes vs im2col");
+    /* one block of an image, 131 output channels: two shares of 66 and 65, batch 2 */
+    p = conv3x3(40, 131, 1, 0, 1, 2, MS_ACT_LEAKY_RELU);
+    run_wino(&r, &p, 2, 8, 13, true, "winograd blocks vs double", "winograd shapes vs im2col");
 
     /* batches */
     p = conv3x3(3, 5, 1, 1, 1, 1, MS_ACT_LEAKY_RELU);
@@ -512,14 +515,18 @@ static void test_winograd_api(void **state) {
     assert_true(ms_conv2d_winograd_worthwhile(&s32, 256, 256));
     assert_true(ms_conv2d_winograd_worthwhile(&s128, 64, 64));
     assert_false(ms_conv2d_winograd_worthwhile(&first, 512, 512));
-    /* ResNet-18's: all but 512 channels at 7x7 (4 tiles) */
+    /* ResNet-18's: all but 512 channels at 7x7 (4 tiles); where the packed kernel runs (AVX-512)
+     * it also takes 256@14 (16 tiles) */
     static const int32_t resnet[][2] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+    const int32_t wino_upto = ms_nn_cpu_avx512() ? 2 : 3;
     for (int i = 0; i < 4; i++) {
         const ms_conv2d q = conv3x3(resnet[i][0], resnet[i][0], 1, 1, 1, 1, MS_ACT_RELU);
-        assert_true(ms_conv2d_winograd_worthwhile(&q, resnet[i][1], resnet[i][1]) == (i < 3));
+        assert_true(ms_conv2d_winograd_worthwhile(&q, resnet[i][1], resnet[i][1]) ==
+                    (i < wino_upto));
     }
     const ms_conv2d c512 = conv3x3(512, 512, 1, 1, 1, 1, MS_ACT_RELU);
-    assert_true(ms_conv2d_winograd_worthwhile(&c512, 14, 14)); /* 16 tiles */
+    assert_true(ms_conv2d_winograd_worthwhile(&c512, 14, 14) == !ms_nn_cpu_avx512()); /* 16 */
+    assert_true(ms_conv2d_winograd_worthwhile(&c512, 20, 20)); /* 25 tiles */
     const ms_conv2d c256 = conv3x3(256, 256, 1, 1, 1, 1, MS_ACT_RELU);
     assert_false(ms_conv2d_winograd_worthwhile(&c256, 4, 4)); /* one tile */
 }
