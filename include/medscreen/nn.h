@@ -136,20 +136,23 @@ bool ms_conv2d_packed_ok(const ms_conv2d *p);
  * layer is one this path was measured faster on (see packed.c). */
 bool ms_conv2d_packed_worthwhile(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 
-/* Floats of packed weights: ceil(out_c / 8) * 8 * in_c * kh * kw, or SIZE_MAX when
- * !ms_conv2d_packed_ok. */
-size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p);
+/* Floats of packed weights for inputs of in_h x in_w (the layout depends on the output
+ * width): ceil(out_c / 8) * 8 * in_c * kh * kw, or with 32 instead of 8 for outputs at most
+ * 8 px wide; SIZE_MAX when ms_conv2d_packed_workspace would refuse. */
+size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 
-/* Packs weight ([out_c][in_c][kh][kw]) into wp (ms_conv2d_packed_weight_floats floats).
- * p must satisfy ms_conv2d_packed_ok. */
-void ms_conv2d_packed_weights(const ms_conv2d *p, const float *weight, float *wp);
+/* Packs weight ([out_c][in_c][kh][kw]) into wp (ms_conv2d_packed_weight_floats floats) for
+ * inputs of in_h x in_w. */
+void ms_conv2d_packed_weights(const ms_conv2d *p, int32_t in_h, int32_t in_w, const float *weight,
+                              float *wp);
 
 /* Floats of workspace for an input of in_h x in_w (about 512 KiB unless one input row of all
  * channels is larger), or SIZE_MAX when p is not eligible, the size is refused, or a band
  * would pass 64 MiB. */
 size_t ms_conv2d_packed_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w);
 
-/* out = act(conv(in, weight) + bias) for every image, with wp from ms_conv2d_packed_weights.
+/* out = act(conv(in, weight) + bias) for every image, with wp from ms_conv2d_packed_weights
+ * for this input size.
  * out must not alias in; workspace: ms_conv2d_packed_workspace() floats. Without AVX-512 a
  * portable (slow) kernel computes the same sums. */
 void ms_conv2d_packed_forward(const ms_conv2d *p, const ms_tensor *in, const float *wp,

@@ -678,7 +678,7 @@ static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
         if (!wino && !ms_conv2d_packed_worthwhile(&nd->conv, in->h, in->w)) continue;
         const char *what = wino ? "Winograd" : "packed";
         size_t n = wino ? ms_conv2d_winograd_weight_floats(&nd->conv)
-                        : ms_conv2d_packed_weight_floats(&nd->conv);
+                        : ms_conv2d_packed_weight_floats(&nd->conv, in->h, in->w);
         size_t ws = wino ? ms_conv2d_winograd_workspace(&nd->conv, in->h, in->w)
                          : ms_conv2d_packed_workspace(&nd->conv, in->h, in->w);
         size_t bytes;
@@ -693,7 +693,7 @@ static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
             ms_conv2d_winograd_weights(&nd->conv, nd->weight, w);
             nd->wino_u = w;
         } else {
-            ms_conv2d_packed_weights(&nd->conv, nd->weight, w);
+            ms_conv2d_packed_weights(&nd->conv, in->h, in->w, nd->weight, w);
             nd->packed_w = w;
         }
         nd->fast_workspace = ws;

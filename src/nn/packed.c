@@ -17,6 +17,12 @@
  * ([block of 8 output channels][in_c][tap][8], zero past out_c), so it is bound by FMA
  * throughput, not loads. Bias and ReLU are applied in registers.
  *
+ * Narrow outputs (at most 8 px wide, as ResNet's 7) use "channels mode" instead: 32 output
+ * channels in 2 vectors x up to 8 positions of one row, each input value broadcast, weights
+ * packed [block of 32][in_c][tap][32]; no position past a row's end is computed. In
+ * ResNet-18 (1 thread): 512@7 2.5 -> 2.1 ms; at 14 px it lost to positions mode (1.9 against
+ * 1.7 ms), as did all wider outputs.
+ *
  * Every output value is one sum over (in channel, tap) in that order, whatever the band,
  * tile or task: outputs are bit-identical for any thread count. The sum is plain float with
  * FMA, as accurate as im2col + sgemm (about 1e-7 relative). */
@@ -32,7 +38,10 @@
 #endif
 
 enum {
-    OB = 8,                /* output channels per block (packed weight stride) */
+    OB = 8,                /* output channels per block, positions mode */
+    OBC = 32,              /* output channels per block, channels mode (2 vectors) */
+    PMAX = 8,              /* positions per tile, channels mode */
+    CHANNELS_MAX_W = 8,    /* channels mode for outputs at most this wide (and OBC channels) */
     VL = 16,               /* floats per vector */
     TILE = 48,             /* positions per micro-tile: 3 vectors */
     MAX_TAPS = 64,         /* kernel taps (kh * kw) this path takes */
@@ -49,7 +58,9 @@ typedef struct pk_plan {
     int32_t wp;       /* phase row width: out_w + ex */
     int32_t rows;     /* output rows per band (the last band may have fewer) */
     int32_t bands;
-    int32_t blocks; /* ceil(out_c / OB) */
+    bool chans;     /* channels mode (below) rather than positions mode */
+    int32_t ob;     /* output channels per block: OB or OBC */
+    int32_t blocks; /* ceil(out_c / ob) */
     int32_t chunk;  /* blocks per task */
     int32_t chunks;
     size_t chan;      /* floats per input channel in a band: phases * (rows + ey) * wp */
@@ -89,14 +100,16 @@ static bool plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, pk_plan *p
     if (!ms_mul_size(phases * (size_t)pl->wp, rows + (size_t)pl->ey, &chan) ||
         !ms_mul_size(chan, (size_t)p->in_c, &band) ||
         !ms_add_size(band, (size_t)pl->ex + TILE + VL, &band) || band > MAX_BAND ||
-        !ms_add_size((band + VL - 1) / VL * VL, (size_t)OB * TILE, &ws))
+        !ms_add_size((band + VL - 1) / VL * VL, (size_t)OB * TILE + (size_t)OBC * PMAX, &ws))
         return false;
     pl->rows = (int32_t)rows;
     pl->bands = (int32_t)bands;
     pl->chan = chan;
     pl->band = band;
     pl->workspace = ws;
-    pl->blocks = (p->out_c + OB - 1) / OB;
+    pl->chans = ow <= CHANNELS_MAX_W && p->out_c >= OBC;
+    pl->ob = pl->chans ? OBC : OB;
+    pl->blocks = (p->out_c + pl->ob - 1) / pl->ob;
     int32_t chunks = 1;
     if (pl->bands < MIN_TASKS) {
         chunks = (MIN_TASKS + pl->bands - 1) / pl->bands;
@@ -108,10 +121,11 @@ static bool plan_make(const ms_conv2d *p, int32_t in_h, int32_t in_w, pk_plan *p
     return true;
 }
 
-size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p) {
+size_t ms_conv2d_packed_weight_floats(const ms_conv2d *p, int32_t in_h, int32_t in_w) {
+    pk_plan pl;
     size_t n;
-    if (!ms_conv2d_packed_ok(p) ||
-        !ms_mul_size((size_t)(p->out_c + OB - 1) / OB * OB, (size_t)p->in_c, &n) ||
+    if (!plan_make(p, in_h, in_w, &pl) ||
+        !ms_mul_size((size_t)pl.blocks * (size_t)pl.ob, (size_t)p->in_c, &n) ||
         !ms_mul_size(n, (size_t)p->kh * (size_t)p->kw, &n) || n > SIZE_MAX / sizeof(float))
         return SIZE_MAX;
     return n;
@@ -122,16 +136,22 @@ size_t ms_conv2d_packed_workspace(const ms_conv2d *p, int32_t in_h, int32_t in_w
     return plan_make(p, in_h, in_w, &pl) ? pl.workspace : SIZE_MAX;
 }
 
-/* wp[b][ic][tap][o] = weight[b * OB + o][ic][tap], zero where b * OB + o >= out_c. */
-void ms_conv2d_packed_weights(const ms_conv2d *p, const float *weight, float *wp) {
-    assert(ms_conv2d_packed_ok(p));
+/* wp[b][ic][tap][o] = weight[b * ob + o][ic][tap], zero where b * ob + o >= out_c; ob is the
+ * mode's block (8 or 32 output channels). */
+void ms_conv2d_packed_weights(const ms_conv2d *p, int32_t in_h, int32_t in_w, const float *weight,
+                              float *wp) {
+    pk_plan pl;
+    if (!plan_make(p, in_h, in_w, &pl)) {
+        assert(0 && "ms_conv2d_packed_weights: parameters ms_conv2d_packed_weight_floats refuses");
+        return;
+    }
     const size_t taps = (size_t)p->kh * (size_t)p->kw, k = (size_t)p->in_c * taps;
-    const size_t blocks = (size_t)(p->out_c + OB - 1) / OB;
-    for (size_t b = 0; b < blocks; b++)
+    const size_t ob = (size_t)pl.ob;
+    for (size_t b = 0; b < (size_t)pl.blocks; b++)
         for (size_t i = 0; i < k; i++)
-            for (size_t o = 0; o < OB; o++) {
-                const size_t oc = b * OB + o;
-                wp[(b * k + i) * OB + o] = oc < (size_t)p->out_c ? weight[oc * k + i] : 0.0f;
+            for (size_t o = 0; o < ob; o++) {
+                const size_t oc = b * ob + o;
+                wp[(b * k + i) * ob + o] = oc < (size_t)p->out_c ? weight[oc * k + i] : 0.0f;
             }
 }
 
@@ -240,12 +260,21 @@ static void band_fill(const ms_conv2d *p, const pk_plan *pl, const float *img, i
     memset(band + used, 0, (pl->band - used) * sizeof(float));
 }
 
+/* Prefetches n lines from pf into L2 and returns the address after them: the tiles call it
+ * once per input channel to fetch the next block's weights a little at a time, between their
+ * own loads (see prefetch_slice). */
+MS_NN_INLINE const char *pk_prefetch(const char *pf, int32_t n) {
+    for (int32_t l = 0; l < n; l++) __builtin_prefetch(pf + 64 * l, 0, 2);
+    return pf + 64 * n;
+}
+
 /* One tile, portable: res[o][v] = sum over channels and taps, plus bias, ReLU when relu. */
 static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_t *taps,
-                         int32_t ntaps, const float *w, const float *bias8, bool relu, float *res) {
+                         int32_t ntaps, const float *w, const float *bias8, bool relu,
+                         const char *pf, int32_t pf_per_c, float *res) {
     for (int o = 0; o < OB; o++)
         for (int v = 0; v < TILE; v++) res[o * TILE + v] = 0.0f;
-    for (int32_t c = 0; c < in_c; c++, x += chan)
+    for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))
         for (int32_t t = 0; t < ntaps; t++, w += OB) {
             const float *xp = x + taps[t];
             for (int o = 0; o < OB; o++)
@@ -266,7 +295,7 @@ static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_
         __m512 acc[OB][NV];                                                                        \
         PK_UNROLL for (int o = 0; o < OB; o++) PK_UNROLL for (int v = 0; v < (NV); v++)            \
             acc[o][v] = _mm512_setzero_ps();                                                       \
-        for (int32_t c = 0; c < in_c; c++, x += chan)                                              \
+        for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))              \
             for (int32_t t = 0; t < ntaps; t++, w += OB) {                                         \
                 const float *xp = x + taps[t];                                                     \
                 __m512 xv[NV];                                                                     \
@@ -290,19 +319,96 @@ static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_
 
 MS_NN_TARGET_AVX512 static void tile_avx512_3(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, float *res) {
+                                              const float *bias8, bool relu, const char *pf,
+                                              int32_t pf_per_c, float *res) {
     PK_TILE_BODY(3);
 }
 MS_NN_TARGET_AVX512 static void tile_avx512_2(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, float *res) {
+                                              const float *bias8, bool relu, const char *pf,
+                                              int32_t pf_per_c, float *res) {
     PK_TILE_BODY(2);
 }
 MS_NN_TARGET_AVX512 static void tile_avx512_1(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, float *res) {
+                                              const float *bias8, bool relu, const char *pf,
+                                              int32_t pf_per_c, float *res) {
     PK_TILE_BODY(1);
 }
+#endif
+
+/* Channels mode, for narrow outputs (ResNet's 7 and 14 px): a tile is np (1 to PMAX)
+ * consecutive outputs of one row x OBC output channels, the channels in vectors and each
+ * input value broadcast, so no position is computed past the row's end (positions mode
+ * computes 64 for 49 at 7x7). res[i][o] = output channel o of position i, bias added, ReLU
+ * when relu. x: the band at the tile's first position. */
+static void ctile_generic(const float *x, size_t chan, int32_t in_c, const int32_t *taps,
+                          int32_t ntaps, const float *w, const float *bias32, bool relu,
+                          const char *pf, int32_t pf_per_c, int np, float *res) {
+    for (int i = 0; i < np; i++)
+        for (int o = 0; o < OBC; o++) res[i * OBC + o] = 0.0f;
+    for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))
+        for (int32_t t = 0; t < ntaps; t++, w += OBC) {
+            const float *xp = x + taps[t];
+            for (int i = 0; i < np; i++)
+                for (int o = 0; o < OBC; o++) res[i * OBC + o] += xp[i] * w[o];
+        }
+    for (int i = 0; i < np; i++)
+        for (int o = 0; o < OBC; o++) {
+            const float y = res[i * OBC + o] + bias32[o];
+            res[i * OBC + o] = relu && !(y > 0.0f) ? 0.0f : y;
+        }
+}
+
+#ifdef MS_NN_X86_CLONES
+#define PK_CTILE_BODY(NP)                                                                          \
+    do {                                                                                           \
+        __m512 acc[NP][2];                                                                         \
+        PK_UNROLL for (int i = 0; i < (NP); i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();      \
+        for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))              \
+            for (int32_t t = 0; t < ntaps; t++, w += OBC) {                                        \
+                const float *xp = x + taps[t];                                                     \
+                const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + VL);                \
+                PK_UNROLL for (int i = 0; i < (NP); i++) {                                         \
+                    const __m512 b = _mm512_set1_ps(xp[i]);                                        \
+                    acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);                                 \
+                    acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);                                 \
+                }                                                                                  \
+            }                                                                                      \
+        const __m512 b0 = _mm512_loadu_ps(bias32), b1 = _mm512_loadu_ps(bias32 + VL);              \
+        const __m512 zero = _mm512_setzero_ps();                                                   \
+        PK_UNROLL for (int i = 0; i < (NP); i++) {                                                 \
+            __m512 y0 = _mm512_add_ps(acc[i][0], b0), y1 = _mm512_add_ps(acc[i][1], b1);           \
+            if (relu) {                                                                            \
+                y0 = _mm512_max_ps(y0, zero);                                                      \
+                y1 = _mm512_max_ps(y1, zero);                                                      \
+            }                                                                                      \
+            _mm512_storeu_ps(res + i * OBC, y0);                                                   \
+            _mm512_storeu_ps(res + i * OBC + VL, y1);                                              \
+        }                                                                                          \
+    } while (0)
+
+#define PK_CTILE_FN(NP)                                                                            \
+    MS_NN_TARGET_AVX512 static void ctile_avx512_##NP(                                             \
+        const float *x, size_t chan, int32_t in_c, const int32_t *taps, int32_t ntaps,             \
+        const float *w, const float *bias32, bool relu, const char *pf, int32_t pf_per_c,          \
+        float *res) {                                                                              \
+        PK_CTILE_BODY(NP);                                                                         \
+    }
+PK_CTILE_FN(1)
+PK_CTILE_FN(2)
+PK_CTILE_FN(3)
+PK_CTILE_FN(4)
+PK_CTILE_FN(5)
+PK_CTILE_FN(6)
+PK_CTILE_FN(7)
+PK_CTILE_FN(8)
+
+typedef void (*ctile_fn)(const float *, size_t, int32_t, const int32_t *, int32_t, const float *,
+                         const float *, bool, const char *, int32_t, float *);
+static const ctile_fn ctile_avx512[PMAX + 1] = {NULL,           ctile_avx512_1, ctile_avx512_2,
+                                                ctile_avx512_3, ctile_avx512_4, ctile_avx512_5,
+                                                ctile_avx512_6, ctile_avx512_7, ctile_avx512_8};
 #endif
 
 typedef struct pk_job {
@@ -319,6 +425,25 @@ typedef struct pk_job {
      * worker reads and writes only its own entry. */
     size_t filled[MS_POOL_MAX_THREADS];
 } pk_job;
+
+/* The slice of the next block's packed weights (floats from next) that tile `part` of
+ * `parts` prefetches, spread over its in_c input channels: *pf its start, *per_c lines per
+ * channel (0: nothing to fetch). Inside a network a layer's weights come from memory at every
+ * run (ResNet-18's 512@7 layers stream 9.4 MB each); fetched a block ahead, the transfer
+ * overlaps the current block's arithmetic. */
+static void prefetch_slice(const float *next, size_t floats, size_t part, size_t parts,
+                           int32_t in_c, const char **pf, int32_t *per_c) {
+    const size_t lines = (floats * sizeof(float) + 63) / 64;
+    const size_t per_tile = (lines + parts - 1) / parts;
+    *pf = (const char *)next + 64 * (part * per_tile < lines ? part * per_tile : lines);
+    const size_t left = lines - (part * per_tile < lines ? part * per_tile : lines);
+    const size_t mine = per_tile < left ? per_tile : left;
+    /* mine = per_c * in_c + rest: the rest now (fewer lines than channels), the others
+     * spread over the channels */
+    const size_t rest = mine % (size_t)in_c;
+    *pf = pk_prefetch(*pf, (int32_t)rest);
+    *per_c = (int32_t)(mine / (size_t)in_c);
+}
 
 /* One task: one image, one band of output rows, one chunk of output-channel blocks. */
 static void pk_task(void *ctx, size_t task, int32_t worker) {
@@ -360,6 +485,46 @@ static void pk_task(void *ctx, size_t task, int32_t worker) {
     const size_t npos = (size_t)(oy1 - oy0) * (size_t)wp;
     const size_t k = (size_t)p->in_c * (size_t)ntaps;
     const bool relu = p->act == MS_ACT_RELU;
+    if (pl->chans) {
+        /* Each output row in `parts` tiles of nearly equal width (at most PMAX). */
+        const int32_t parts = (pl->out_w + PMAX - 1) / PMAX;
+        for (int32_t b = b0; b < b1; b++) {
+            const float *w = j->wp + (size_t)b * k * OBC;
+            float bias32[OBC];
+            const int32_t nout = p->out_c - b * OBC < OBC ? p->out_c - b * OBC : OBC;
+            for (int o = 0; o < OBC; o++)
+                bias32[o] = j->bias && o < nout ? j->bias[b * OBC + o] : 0.0f;
+            const size_t ntile = (size_t)(oy1 - oy0) * (size_t)parts;
+            for (int32_t y = 0; y < oy1 - oy0; y++)
+                for (int32_t part = 0; part < parts; part++) {
+                    const char *pf = NULL;
+                    int32_t pf_c = 0;
+                    if (b + 1 < pl->blocks)
+                        prefetch_slice(w + k * OBC, k * OBC,
+                                       (size_t)y * (size_t)parts + (size_t)part, ntile, p->in_c,
+                                       &pf, &pf_c);
+                    const int32_t x0 = part * pl->out_w / parts;
+                    const int32_t np = (part + 1) * pl->out_w / parts - x0;
+                    const float *x = band + (size_t)y * (size_t)wp + (size_t)x0;
+#ifdef MS_NN_X86_CLONES
+                    if (j->avx512)
+                        ctile_avx512[np](x, pl->chan, p->in_c, taps, ntaps, w, bias32, relu, pf,
+                                         pf_c, res);
+                    else
+#endif
+                        ctile_generic(x, pl->chan, p->in_c, taps, ntaps, w, bias32, relu, pf, pf_c,
+                                      np, res);
+                    float *dst = oimg + ((size_t)oy0 + (size_t)y) * (size_t)pl->out_w + (size_t)x0;
+                    for (int32_t o = 0; o < nout; o++) {
+                        float *d = dst + (size_t)(b * OBC + o) * plane;
+                        for (int32_t i = 0; i < np; i++) d[i] = res[i * OBC + o];
+                        if (!relu && p->act != MS_ACT_NONE)
+                            ms_nn_bias_act(d, (size_t)np, 0.0f, p->act, p->act_alpha);
+                    }
+                }
+        }
+        return;
+    }
     for (int32_t b = b0; b < b1; b++) {
         const float *w = j->wp + (size_t)b * k * OB;
         float bias8[OB];
@@ -367,18 +532,23 @@ static void pk_task(void *ctx, size_t task, int32_t worker) {
         for (int o = 0; o < OB; o++) bias8[o] = j->bias && o < nout ? j->bias[b * OB + o] : 0.0f;
         for (size_t q0 = 0; q0 < npos; q0 += TILE) {
             const size_t nq = npos - q0 < TILE ? npos - q0 : TILE;
+            const char *pf = NULL;
+            int32_t pf_c = 0;
+            if (b + 1 < pl->blocks)
+                prefetch_slice(w + k * OB, k * OB, q0 / TILE, (npos + TILE - 1) / TILE, p->in_c,
+                               &pf, &pf_c);
             const float *x = band + q0;
 #ifdef MS_NN_X86_CLONES
             if (j->avx512) {
                 if (nq > 2 * VL)
-                    tile_avx512_3(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                    tile_avx512_3(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, pf, pf_c, res);
                 else if (nq > VL)
-                    tile_avx512_2(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                    tile_avx512_2(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, pf, pf_c, res);
                 else
-                    tile_avx512_1(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                    tile_avx512_1(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, pf, pf_c, res);
             } else
 #endif
-                tile_generic(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, res);
+                tile_generic(x, pl->chan, p->in_c, taps, ntaps, w, bias8, relu, pf, pf_c, res);
             /* positions q0 .. q0 + nq - 1 are (oy0 + q / wp, q % wp); columns >= out_w drop */
             for (size_t q = q0; q < q0 + nq;) {
                 const size_t y = q / (size_t)wp, x0 = q % (size_t)wp;

@@ -2,7 +2,7 @@
  * reference screener's stride-2 layers at 512x512 and ResNet-18's stem, stride-2 and 512@7
  * layers at 224x224 (batch 1, 1 thread, bias + ReLU).
  *
- * Usage: bench_packed [--runs N] [--only NAME]     (default 30 runs)
+ * Usage: bench_packed [--runs N] [--only NAME] [--cold]     (default 30 runs)
  * Prints one line per layer: median ms and GFLOP/s of im2col, Winograd (stride-1 3x3 only;
  * effective GFLOP/s) and packed (FLOPs = 2 * out_c * out_h * out_w * in_c * kh * kw), and the
  * faster of the first two over packed. Not a ctest test; build Release. */
@@ -38,6 +38,11 @@ static const layer layers[] = {
 };
 enum { N_LAYERS = sizeof layers / sizeof layers[0] };
 
+/* --cold: a 256 MiB write before every timed run evicts weights and input from the caches, as
+ * the other layers of a network do between two runs of one layer. */
+enum { COLD_BYTES = 256 << 20 };
+static unsigned char *cold_buf;
+
 typedef void (*run_fn)(const ms_conv2d *, const ms_tensor *, const float *, const float *,
                        ms_tensor *, float *);
 
@@ -47,6 +52,7 @@ static double time_ms(run_fn f, const ms_conv2d *p, const ms_tensor *in, const f
     if (t == NULL) exit(1);
     f(p, in, w, b, out, ws); /* warm-up */
     for (int r = 0; r < runs; r++) {
+        if (cold_buf) memset(cold_buf, r, COLD_BYTES); /* evicts the weights, as in a net */
         const double t0 = now_ms();
         f(p, in, w, b, out, ws);
         t[r] = now_ms() - t0;
@@ -64,8 +70,11 @@ int main(int argc, char **argv) {
             runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_packed [--runs N] [--only NAME]\n");
+        else if (strcmp(argv[i], "--cold") == 0 && cold_buf == NULL) {
+            cold_buf = malloc(COLD_BYTES);
+            if (cold_buf == NULL) return 1;
+        } else {
+            fprintf(stderr, "usage: bench_packed [--runs N] [--only NAME] [--cold]\n");
             return 2;
         }
     }
@@ -101,7 +110,7 @@ int main(int argc, char **argv) {
         const size_t nw = (size_t)L->out_c * (size_t)L->in_c * k * k;
         float *x = bench_alloc_floats(nin), *y = bench_alloc_floats(nout);
         float *w = bench_alloc_floats(nw), *b = bench_alloc_floats((size_t)L->out_c);
-        float *wp = bench_alloc_floats(ms_conv2d_packed_weight_floats(&p));
+        float *wp = bench_alloc_floats(ms_conv2d_packed_weight_floats(&p, L->in_hw, L->in_hw));
         bench_fill(w, nw, 2);
         size_t ws1 = ms_conv2d_workspace(&p, L->in_hw, L->in_hw);
         const size_t ws2 = ms_conv2d_packed_workspace(&p, L->in_hw, L->in_hw);
@@ -114,7 +123,7 @@ int main(int argc, char **argv) {
         if (wino) ms_conv2d_winograd_weights(&p, w, u);
         bench_fill(x, nin, 1);
         bench_fill(b, (size_t)L->out_c, 3);
-        ms_conv2d_packed_weights(&p, w, wp);
+        ms_conv2d_packed_weights(&p, L->in_hw, L->in_hw, w, wp);
         ms_tensor tin = {1, L->in_c, L->in_hw, L->in_hw, x}, tout = {1, L->out_c, oh, ow, y};
         const double flop = 2.0 * (double)nout * L->in_c * L->k * L->k;
         const double a = time_ms(ms_conv2d_forward, &p, &tin, w, b, &tout, ws, runs);

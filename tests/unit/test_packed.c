@@ -83,8 +83,9 @@ static double run_case(rng *r, const pk_case *c, float perturb) {
     const size_t n_in = (size_t)c->batch * (size_t)p->in_c * (size_t)c->in_h * (size_t)c->in_w;
     const size_t n_w = (size_t)p->out_c * (size_t)p->in_c * taps;
     const size_t n_out = (size_t)c->batch * (size_t)p->out_c * (size_t)oh * (size_t)ow;
-    const size_t n_wp = ms_conv2d_packed_weight_floats(p);
-    assert_int_equal(n_wp, (size_t)(p->out_c + 7) / 8 * 8 * (size_t)p->in_c * taps);
+    const size_t n_wp = ms_conv2d_packed_weight_floats(p, c->in_h, c->in_w);
+    const size_t ob = ow <= 8 && p->out_c >= 32 ? 32u : 8u; /* channels or positions mode */
+    assert_int_equal(n_wp, ((size_t)p->out_c + ob - 1) / ob * ob * (size_t)p->in_c * taps);
     const size_t n_ws = ms_conv2d_packed_workspace(p, c->in_h, c->in_w);
     assert_true(n_ws != SIZE_MAX && n_ws > 0);
     size_t n_ws_im2col = ms_conv2d_workspace(p, c->in_h, c->in_w);
@@ -98,7 +99,7 @@ static double run_case(rng *r, const pk_case *c, float perturb) {
     fill(r, w, n_w);
     fill(r, bias, (size_t)p->out_c);
     memcpy(in_copy, in, n_in * sizeof *in);
-    ms_conv2d_packed_weights(p, w, wp);
+    ms_conv2d_packed_weights(p, c->in_h, c->in_w, w, wp);
     if (perturb != 0.0f) wp[n_wp / 2 / 8 * 8] += perturb; /* a real (not padding) channel */
     const float *b = c->bias ? bias : NULL;
     conv_ref(p, c->batch, c->in_h, c->in_w, in, w, b, oh, ow, true, ref);
@@ -178,6 +179,12 @@ static void test_known_layers(void **state) {
         {conv(64, 24, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_RELU), 1, 7, 7, true},   /* 512@7, fewer */
         {conv(32, 40, 1, 1, 2, 2, 0, 0, 0, 0, MS_ACT_NONE), 2, 14, 14, true}, /* downsample */
         {conv(24, 16, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_RELU), 1, 14, 14, true}, /* s2 @14 */
+        /* channels mode (outputs <= 8 px wide, >= 32 channels): rows of 7, 8 and 6, a 1x1/s2,
+         * 70 channels in 3 blocks of 32 */
+        {conv(40, 70, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_RELU), 1, 7, 7, true},
+        {conv(24, 33, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_TANH), 2, 15, 15, true},
+        {conv(16, 64, 5, 3, 1, 1, 2, 0, 2, 0, MS_ACT_NONE), 1, 9, 8, false},
+        {conv(48, 96, 1, 1, 2, 2, 0, 0, 0, 0, MS_ACT_NONE), 1, 14, 14, true},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) run_case(&r, &cs[i], 0.0f);
 }
@@ -201,7 +208,7 @@ static void test_random_shapes(void **state) {
         p->pad_l = rng_int(&r, 0, p->kw - 1);
         p->pad_r = rng_u32(&r) % 2 ? p->pad_l : rng_int(&r, 0, p->kw - 1);
         p->in_c = rng_int(&r, 1, 20);
-        p->out_c = rng_int(&r, 1, 27);
+        p->out_c = rng_int(&r, 1, 45); /* from 32 on, channels mode where the output is narrow */
         p->act = (ms_act)rng_int(&r, 0, 6);
         p->act_alpha = 0.15f;
         c.batch = rng_u32(&r) % 4 == 0 ? 2 : 1;
@@ -230,9 +237,14 @@ static void test_bands_and_chunks(void **state) {
 static void test_catches_wrong_weight(void **state) {
     (void)state;
     rng r = {99};
-    const pk_case c = {conv(8, 16, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_NONE), 1, 20, 20, true};
-    const double e = run_case(&r, &c, 0.05f);
-    if (!(e > 100 * TOL_DIRECT)) fail_msg("a perturbed weight gave error %.3g only", e);
+    const pk_case cs[] = {
+        {conv(8, 16, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_NONE), 1, 20, 20, true}, /* positions */
+        {conv(8, 40, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_NONE), 1, 14, 14, true}, /* channels */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const double e = run_case(&r, &cs[i], 0.05f);
+        if (!(e > 100 * TOL_DIRECT)) fail_msg("a perturbed weight gave error %.3g only", e);
+    }
 }
 
 static void test_eligibility(void **state) {
@@ -243,7 +255,7 @@ static void test_eligibility(void **state) {
     ms_conv2d q = p;
     q.groups = 2;
     assert_false(ms_conv2d_packed_ok(&q));
-    assert_int_equal(ms_conv2d_packed_weight_floats(&q), SIZE_MAX);
+    assert_int_equal(ms_conv2d_packed_weight_floats(&q, 20, 20), SIZE_MAX);
     q = p;
     q.dil_h = 2;
     assert_false(ms_conv2d_packed_ok(&q));
