@@ -48,9 +48,12 @@ uint32_t ms_net_node_count(const ms_net *net);
 const char *ms_net_node_name(const ms_net *net, uint32_t index);
 const char *ms_net_node_op(const ms_net *net, uint32_t index);
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index);
-/* How a default session computes node i: "winograd" for convolutions on the Winograd fast
- * path, "direct" for everything else. Out of range: NULL. */
+/* How a default session computes node i: "winograd" or "packed" for convolutions on those
+ * fast paths, "direct" for everything else. Out of range: NULL. */
 const char *ms_net_node_impl(const ms_net *net, uint32_t index);
+/* Bytes of the weight copies the net keeps for its fast paths (Winograd-transformed and
+ * packed weights), on top of the model's own tensors. */
+size_t ms_net_fast_weight_bytes(const ms_net *net);
 /* The value of key in the `meta` tensor's key=value lines (the first line with that key;
  * lines without '=' are ignored); NULL when absent or when the model has no meta. The
  * string lives as long as net. */

@@ -687,8 +687,10 @@ static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
                            nd->name, what);
         float *w = ms_malloc(bytes);
         if (w == NULL)
-            return ms_fail(err, MS_ENOMEM, "%s: node '%s': cannot allocate %zu bytes of "
-                           "%s weights", net->name, nd->name, bytes, what);
+            return ms_fail(err, MS_ENOMEM,
+                           "%s: node '%s': cannot allocate %zu bytes of "
+                           "%s weights",
+                           net->name, nd->name, bytes, what);
         if (wino) {
             ms_conv2d_winograd_weights(&nd->conv, nd->weight, w);
             nd->wino_u = w;
@@ -697,6 +699,7 @@ static ms_status prepare_fast_paths(ms_net *net, ms_err *err) {
             nd->packed_w = w;
         }
         nd->fast_workspace = ws;
+        net->fast_bytes += bytes;
         if (ws > net->workspace) net->workspace = ws;
     }
     return MS_OK;
@@ -773,8 +776,7 @@ ms_status ms_net_load(const char *path, const ms_limits *lim, ms_net **out, ms_e
 
 void ms_net_destroy(ms_net *net) {
     if (net == NULL) return;
-    for (uint32_t i = 0; net->nodes != NULL && i < net->node_count; i++)
-    {
+    for (uint32_t i = 0; net->nodes != NULL && i < net->node_count; i++) {
         ms_free(net->nodes[i].wino_u);
         ms_free(net->nodes[i].packed_w);
     }
@@ -837,6 +839,8 @@ const char *ms_net_node_impl(const ms_net *net, uint32_t index) {
     const net_node *nd = &net->nodes[index];
     return nd->wino_u != NULL ? "winograd" : nd->packed_w != NULL ? "packed" : "direct";
 }
+
+size_t ms_net_fast_weight_bytes(const ms_net *net) { return net ? net->fast_bytes : 0; }
 
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index) {
     if (index >= net->node_count) return 0;

@@ -54,6 +54,7 @@ typedef struct net_node {
 
 struct ms_net {
     ms_msm *msm;
+    size_t fast_bytes; /* weight copies of the fast paths (ms_net_fast_weight_bytes) */
     char *name;
     char *text; /* the graph text, split in place; names point into it */
     net_value *values;

@@ -24,16 +24,16 @@
  *                  activations come from the caller (--act-bytes, per image; the bench script
  *                  computes them from the known layer shapes); the arena we really hold is
  *                  always reported next to it.
- *   --direct       sessions without fast paths (ms_session_options.direct_only: no Winograd)
+ *   --direct       sessions without fast paths (ms_session_options.direct_only: no Winograd or
+ *                  packed kernel)
  *   --json         JSON lines (one summary line, then one per node with --layers) instead of
  *                  the text report
  *
  * FLOPs are ms_net_node_flops summed (2 per multiply-add, convolutions and fully connected
  * layers only) times the batch: the direct algorithm's count, so GFLOP/s and % of peak are
  * "effective" figures, and a Winograd layer (fewer multiplications) may exceed 100%. The
- * weights in the memory report are the model's float32 tensors, plus the Winograd-transformed
- * copies the net keeps for its fast-path convolutions (36 x out_c x in_c floats each, sized
- * from the graph text and the weight tensors' shapes).
+ * weights in the memory report are the model's float32 tensors plus the copies the net keeps
+ * for its fast paths (Winograd-transformed and packed weights, ms_net_fast_weight_bytes).
  *
  * Debian's OpenBLAS 0.3.21 picks its Prescott kernels on CPUs it does not know; like the
  * medscreen CLI, this program then sets OPENBLAS_CORETYPE and starts again (the variable
@@ -175,48 +175,6 @@ static void fill_uniform(float *x, size_t n, uint32_t seed) {
     }
 }
 
-/* Bytes of the Winograd-transformed weights the net holds: for every node that
- * ms_net_node_impl calls "winograd", 36 x out_c x in_c floats, where out_c and in_c are the
- * first two dimensions of its weight= tensor, found on its line of the graph text. */
-static size_t winograd_weight_bytes(const ms_net *net) {
-    const ms_msm *msm = ms_net_msm(net);
-    const ms_msm_tensor *g = ms_msm_find(msm, "graph");
-    if (g == NULL || g->dtype != MS_DTYPE_U8) return 0;
-    const char *text = g->data, *end = text + g->count;
-    size_t total = 0;
-    for (uint32_t i = 0; i < ms_net_node_count(net); i++) {
-        const char *impl = ms_net_node_impl(net, i), *name = ms_net_node_name(net, i);
-        if (impl == NULL || strcmp(impl, "winograd") != 0 || name == NULL) continue;
-        const size_t nlen = strlen(name);
-        for (const char *line = text; line < end;) {
-            const char *nl = memchr(line, '\n', (size_t)(end - line));
-            const char *le = nl ? nl : end;
-            /* "node conv2d NAME ..." */
-            const char *p = line;
-            if ((size_t)(le - p) > 12 + nlen && memcmp(p, "node conv2d ", 12) == 0 &&
-                memcmp(p + 12, name, nlen) == 0 && p[12 + nlen] == ' ') {
-                for (const char *q = p + 12 + nlen; q < le; q++) {
-                    if (q[0] != ' ' || (size_t)(le - q) < 8 || memcmp(q + 1, "weight=", 7) != 0)
-                        continue;
-                    const char *ts = q + 8, *te = ts;
-                    while (te < le && *te != ' ') te++;
-                    char tname[MS_MSM_MAX_NAME + 1];
-                    if ((size_t)(te - ts) > MS_MSM_MAX_NAME) break;
-                    memcpy(tname, ts, (size_t)(te - ts));
-                    tname[te - ts] = '\0';
-                    const ms_msm_tensor *w = ms_msm_find(msm, tname);
-                    if (w != NULL && w->ndim == 4)
-                        total += 36u * (size_t)w->dims[0] * (size_t)w->dims[1] * sizeof(float);
-                    break;
-                }
-                break;
-            }
-            line = nl ? nl + 1 : end;
-        }
-    }
-    return total;
-}
-
 static bool run_once(ms_session *s, const float *in, const char *model) {
     ms_err err = {0};
     if (ms_session_run(s, in, &err) != MS_OK) {
@@ -298,7 +256,8 @@ int main(int argc, char **argv) {
         const ms_msm_tensor *tt = ms_msm_tensor_at(msm, i);
         if (tt->dtype == MS_DTYPE_F32) weight_bytes += tt->count * sizeof(float);
     }
-    const size_t wino_bytes = o.direct ? 0 : winograd_weight_bytes(net);
+    /* the net holds its fast paths' weight copies whatever the session uses */
+    const size_t wino_bytes = ms_net_fast_weight_bytes(net);
     const size_t arena = ms_session_arena_bytes(s), ws = ms_session_workspace_bytes(s);
 
     for (uint32_t r = 0; r < o.warmup; r++)
@@ -346,7 +305,7 @@ int main(int argc, char **argv) {
                "\"session_threads\":%u,\"blas_threads\":%u,\"runs\":%u,"
                "\"warmup\":%u,\"median_ms\":%.3f,\"p90_ms\":%.3f,\"mean_ms\":%.3f,"
                "\"ms_per_image\":%.3f,\"images_per_s\":%.3f,\"gflop_per_image\":%.4f,"
-               "\"gflops\":%.2f,\"weights_bytes\":%zu,\"winograd_weights_bytes\":%zu,"
+               "\"gflops\":%.2f,\"weights_bytes\":%zu,\"fast_path_weights_bytes\":%zu,"
                "\"direct_only\":%s,\"arena_bytes\":%zu,"
                "\"workspace_bytes\":%zu,\"cpu\":\"%s\",\"openblas_core\":\"%s\","
                "\"openblas_coretype_env\":\"%s\",\"openblas\":\"%s\",\"build\":\"%s\"",
@@ -450,7 +409,7 @@ int main(int argc, char **argv) {
             printf(",\"hwm_growth_kib_p10_p100\":%ld,\"rss_growth_kib_p10_p100\":%ld,"
                    "\"anon_growth_kib_p10_p100\":%ld,\"file_growth_kib_p10_p100\":%ld,"
                    "\"library_allocations_in_runs\":%llu,\"flat\":%s,"
-                   "\"weights_bytes\":%zu,\"winograd_weights_bytes\":%zu,\"arena_bytes\":%zu,"
+                   "\"weights_bytes\":%zu,\"fast_path_weights_bytes\":%zu,\"arena_bytes\":%zu,"
                    "\"workspace_bytes\":%zu,\"input_bytes\":%zu,\"act_bytes_two_largest\":%.0f,"
                    "\"bound_bytes\":%.0f,"
                    "\"held_bytes\":%.0f,\"hwm_over_start_kib\":%ld}\n",
@@ -483,7 +442,7 @@ int main(int argc, char **argv) {
                    "RssFile %+ld); library allocations during the %u runs: %llu -> %s\n",
                    d_hwm, d_rss, d_anon, d_file, o.soak, (unsigned long long)run_allocs,
                    flat ? "flat" : "NOT FLAT");
-            printf("  weights %.2f MiB (model %.2f + Winograd-transformed %.2f), arena %.2f MiB, "
+            printf("  weights %.2f MiB (model %.2f + fast-path copies %.2f), arena %.2f MiB, "
                    "workspace %.2f MiB (%u slot%s), input %.2f MiB\n",
                    mib(weights_held), mib((double)weight_bytes), mib((double)wino_bytes),
                    mib((double)arena), mib((double)ws), o.threads, o.threads == 1 ? "" : "s",
