@@ -66,9 +66,12 @@ int main(int argc, char **argv) {
     int runs = 30;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
-            runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+        uint32_t v;
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc &&
+            ms_parse_u32(argv[i + 1], 1, 100000, &v)) {
+            runs = (int)v;
+            i++;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strcmp(argv[i], "--cold") == 0 && cold_buf == NULL) {
             cold_buf = malloc(COLD_BYTES);
@@ -78,13 +81,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (runs < 1) runs = 1;
     openblas_set_num_threads(1);
     char cpu[128];
     cpu_model(cpu, sizeof cpu);
     printf("CPU %s; 1 thread; median of %d runs per path\n", cpu, runs);
-    printf("%-24s %10s %8s %10s %8s %7s\n", "layer", "im2col_ms", "GFLOP/s", "packed_ms", "GFLOP/s",
-           "ratio");
+    printf("%-24s %10s %8s %10s %8s %10s %8s %7s\n", "layer", "im2col_ms", "GFLOP/s", "wino_ms",
+           "GFLOP/s", "packed_ms", "GFLOP/s", "ratio");
     for (int l = 0; l < N_LAYERS; l++) {
         const layer *L = &layers[l];
         if (only && strcmp(only, L->name) != 0) continue;
