@@ -28,6 +28,7 @@
  * FMA, as accurate as im2col + sgemm (about 1e-7 relative). */
 #include <assert.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "medscreen/core.h"
@@ -263,15 +264,18 @@ static void band_fill(const ms_conv2d *p, const pk_plan *pl, const float *img, i
 /* Prefetches n lines from pf into L2 and returns the address after them: the tiles call it
  * once per input channel to fetch the next block's weights a little at a time, between their
  * own loads (see prefetch_slice). */
-MS_NN_INLINE const char *pk_prefetch(const char *pf, int32_t n) {
-    for (int32_t l = 0; l < n; l++) __builtin_prefetch(pf + 64 * l, 0, 2);
-    return pf + 64 * n;
+MS_NN_INLINE uintptr_t pk_prefetch(uintptr_t pf, int32_t n) {
+    /* an address, not a pointer: with n == 0 it may be 0, and past the weights' end it is never
+     * dereferenced (a prefetch cannot fault) */
+    for (int32_t l = 0; l < n; l++)
+        __builtin_prefetch((const void *)(pf + 64 * (uintptr_t)l), 0, 2);
+    return pf + 64 * (uintptr_t)n;
 }
 
 /* One tile, portable: res[o][v] = sum over channels and taps, plus bias, ReLU when relu. */
 static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_t *taps,
-                         int32_t ntaps, const float *w, const float *bias8, bool relu,
-                         const char *pf, int32_t pf_per_c, float *res) {
+                         int32_t ntaps, const float *w, const float *bias8, bool relu, uintptr_t pf,
+                         int32_t pf_per_c, float *res) {
     for (int o = 0; o < OB; o++)
         for (int v = 0; v < TILE; v++) res[o * TILE + v] = 0.0f;
     for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))
@@ -319,19 +323,19 @@ static void tile_generic(const float *x, size_t chan, int32_t in_c, const int32_
 
 MS_NN_TARGET_AVX512 static void tile_avx512_3(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, const char *pf,
+                                              const float *bias8, bool relu, uintptr_t pf,
                                               int32_t pf_per_c, float *res) {
     PK_TILE_BODY(3);
 }
 MS_NN_TARGET_AVX512 static void tile_avx512_2(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, const char *pf,
+                                              const float *bias8, bool relu, uintptr_t pf,
                                               int32_t pf_per_c, float *res) {
     PK_TILE_BODY(2);
 }
 MS_NN_TARGET_AVX512 static void tile_avx512_1(const float *x, size_t chan, int32_t in_c,
                                               const int32_t *taps, int32_t ntaps, const float *w,
-                                              const float *bias8, bool relu, const char *pf,
+                                              const float *bias8, bool relu, uintptr_t pf,
                                               int32_t pf_per_c, float *res) {
     PK_TILE_BODY(1);
 }
@@ -344,7 +348,7 @@ MS_NN_TARGET_AVX512 static void tile_avx512_1(const float *x, size_t chan, int32
  * when relu. x: the band at the tile's first position. */
 static void ctile_generic(const float *x, size_t chan, int32_t in_c, const int32_t *taps,
                           int32_t ntaps, const float *w, const float *bias32, bool relu,
-                          const char *pf, int32_t pf_per_c, int np, float *res) {
+                          uintptr_t pf, int32_t pf_per_c, int np, float *res) {
     for (int i = 0; i < np; i++)
         for (int o = 0; o < OBC; o++) res[i * OBC + o] = 0.0f;
     for (int32_t c = 0; c < in_c; c++, x += chan, pf = pk_prefetch(pf, pf_per_c))
@@ -391,7 +395,7 @@ static void ctile_generic(const float *x, size_t chan, int32_t in_c, const int32
 #define PK_CTILE_FN(NP)                                                                            \
     MS_NN_TARGET_AVX512 static void ctile_avx512_##NP(                                             \
         const float *x, size_t chan, int32_t in_c, const int32_t *taps, int32_t ntaps,             \
-        const float *w, const float *bias32, bool relu, const char *pf, int32_t pf_per_c,          \
+        const float *w, const float *bias32, bool relu, uintptr_t pf, int32_t pf_per_c,            \
         float *res) {                                                                              \
         PK_CTILE_BODY(NP);                                                                         \
     }
@@ -405,7 +409,7 @@ PK_CTILE_FN(7)
 PK_CTILE_FN(8)
 
 typedef void (*ctile_fn)(const float *, size_t, int32_t, const int32_t *, int32_t, const float *,
-                         const float *, bool, const char *, int32_t, float *);
+                         const float *, bool, uintptr_t, int32_t, float *);
 static const ctile_fn ctile_avx512[PMAX + 1] = {NULL,           ctile_avx512_1, ctile_avx512_2,
                                                 ctile_avx512_3, ctile_avx512_4, ctile_avx512_5,
                                                 ctile_avx512_6, ctile_avx512_7, ctile_avx512_8};
@@ -432,10 +436,10 @@ typedef struct pk_job {
  * run (ResNet-18's 512@7 layers stream 9.4 MB each); fetched a block ahead, the transfer
  * overlaps the current block's arithmetic. */
 static void prefetch_slice(const float *next, size_t floats, size_t part, size_t parts,
-                           int32_t in_c, const char **pf, int32_t *per_c) {
+                           int32_t in_c, uintptr_t *pf, int32_t *per_c) {
     const size_t lines = (floats * sizeof(float) + 63) / 64;
     const size_t per_tile = (lines + parts - 1) / parts;
-    *pf = (const char *)next + 64 * (part * per_tile < lines ? part * per_tile : lines);
+    *pf = (uintptr_t)next + 64 * (part * per_tile < lines ? part * per_tile : lines);
     const size_t left = lines - (part * per_tile < lines ? part * per_tile : lines);
     const size_t mine = per_tile < left ? per_tile : left;
     /* mine = per_c * in_c + rest: the rest now (fewer lines than channels), the others
@@ -497,7 +501,7 @@ static void pk_task(void *ctx, size_t task, int32_t worker) {
             const size_t ntile = (size_t)(oy1 - oy0) * (size_t)parts;
             for (int32_t y = 0; y < oy1 - oy0; y++)
                 for (int32_t part = 0; part < parts; part++) {
-                    const char *pf = NULL;
+                    uintptr_t pf = 0;
                     int32_t pf_c = 0;
                     if (b + 1 < pl->blocks)
                         prefetch_slice(w + k * OBC, k * OBC,
@@ -532,7 +536,7 @@ static void pk_task(void *ctx, size_t task, int32_t worker) {
         for (int o = 0; o < OB; o++) bias8[o] = j->bias && o < nout ? j->bias[b * OB + o] : 0.0f;
         for (size_t q0 = 0; q0 < npos; q0 += TILE) {
             const size_t nq = npos - q0 < TILE ? npos - q0 : TILE;
-            const char *pf = NULL;
+            uintptr_t pf = 0;
             int32_t pf_c = 0;
             if (b + 1 < pl->blocks)
                 prefetch_slice(w + k * OB, k * OB, q0 / TILE, (npos + TILE - 1) / TILE, p->in_c,
