@@ -68,8 +68,9 @@ static void describe(char *buf, size_t size, const pk_case *c) {
              p->pad_t, p->pad_l, p->pad_b, p->pad_r, (int)p->act, c->bias ? ", bias" : "");
 }
 
-/* Runs one case on every kernel this CPU has and on 1-3 threads; returns nothing, fails the
- * test on any disagreement. perturb: add to one packed weight first (the self-check). */
+/* Runs one case on every kernel this CPU has and on 1-3 threads, failing the test on any
+ * disagreement; returns the worst error against double. perturb: add to one packed weight
+ * first (the self-check, which expects a large error instead of failing on it). */
 static double run_case(rng *r, const pk_case *c, float perturb) {
     const ms_conv2d *p = &c->p;
     char what[200];
