@@ -49,7 +49,9 @@ const char *ms_net_node_name(const ms_net *net, uint32_t index);
 const char *ms_net_node_op(const ms_net *net, uint32_t index);
 uint64_t ms_net_node_flops(const ms_net *net, uint32_t index);
 /* How a default session computes node i: "winograd" or "packed" for convolutions on those
- * fast paths, "direct" for everything else. Out of range: NULL. */
+ * fast paths, "packed+first" for a packed convolution that also computes the first layer
+ * before it, "fused" for that first layer (its time shows in the next), "direct" for
+ * everything else. Out of range: NULL. */
 const char *ms_net_node_impl(const ms_net *net, uint32_t index);
 /* Bytes of the weight copies the net keeps for its fast paths (Winograd-transformed and
  * packed weights), on top of the model's own tensors. */
@@ -79,8 +81,8 @@ typedef struct ms_session_options {
                        * threads > 1, or both layers start threads. */
     bool direct_only; /* skip fast paths (Winograd, packed): im2col + sgemm, for checks */
 } ms_session_options;
-ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt,
-                                 ms_session **out, ms_err *err);
+ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt, ms_session **out,
+                                 ms_err *err);
 void ms_session_destroy(ms_session *s); /* NULL is a no-op */
 
 /* Bytes of the value arena (64-byte aligned slices) and of the convolution workspace (one

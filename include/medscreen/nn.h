@@ -33,7 +33,7 @@ typedef enum ms_act {
     MS_ACT_SILU,       /* x * sigmoid(x) */
     MS_ACT_SIGMOID,
     MS_ACT_TANH,
-    MS_ACT_GELU        /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    MS_ACT_GELU /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
 } ms_act;
 
 /* Applies act in place to n values. */
@@ -41,13 +41,13 @@ void ms_act_forward(ms_act act, float alpha, float *x, size_t n);
 
 /* ---- 2-D convolution (groups, depthwise, stride, dilation, asymmetric padding) ---- */
 typedef struct ms_conv2d {
-    int32_t in_c, out_c;           /* both divisible by groups */
+    int32_t in_c, out_c; /* both divisible by groups */
     int32_t kh, kw;
-    int32_t stride_h, stride_w;    /* >= 1 */
-    int32_t dil_h, dil_w;          /* >= 1 */
+    int32_t stride_h, stride_w;         /* >= 1 */
+    int32_t dil_h, dil_w;               /* >= 1 */
     int32_t pad_t, pad_l, pad_b, pad_r; /* >= 0, zero padding */
-    int32_t groups;                /* >= 1; groups == in_c == out_c is depthwise */
-    ms_act act;                    /* fused after the bias */
+    int32_t groups;                     /* >= 1; groups == in_c == out_c is depthwise */
+    ms_act act;                         /* fused after the bias */
     float act_alpha;
 } ms_conv2d;
 
@@ -163,17 +163,34 @@ void ms_conv2d_packed_forward_pool(const ms_conv2d *p, const ms_tensor *in, cons
                                    const float *bias, ms_tensor *out, float *workspace,
                                    size_t ws_stride, ms_pool *pool);
 
+/* A network's first layer fused into the packed convolution that reads it: pre has one input
+ * channel, 3x3 kernel, stride 1, dilation 1, groups 1, and pre->out_c == p->in_c. The packed
+ * kernel computes the rows of pre's output that each band needs as it fills the band, so that
+ * output (16 channels at full resolution on the screener) never goes to memory and back.
+ * Outputs are bit-identical for any thread count; they match the unfused pair to float
+ * rounding (pre's sums run in another order). wp is packed for p at pre's output size. */
+bool ms_conv2d_packed_fusable(const ms_conv2d *pre, const ms_conv2d *p);
+/* Floats of workspace per thread for an input (pre's) of in_h x in_w, or SIZE_MAX. */
+size_t ms_conv2d_packed_fused_workspace(const ms_conv2d *pre, const ms_conv2d *p, int32_t in_h,
+                                        int32_t in_w);
+/* out = p(pre(in)), in having one channel; pool may be NULL (one thread, ws_stride unused). */
+void ms_conv2d_packed_fused_forward_pool(const ms_conv2d *pre, const float *pre_weight,
+                                         const float *pre_bias, const ms_conv2d *p,
+                                         const ms_tensor *in, const float *wp, const float *bias,
+                                         ms_tensor *out, float *workspace, size_t ws_stride,
+                                         ms_pool *pool);
+
 /* ---- batch normalisation (inference) ---- */
 /* Folds y = gamma (x - mean) / sqrt(var + eps) + beta into the preceding convolution:
  * weight [out_c][per_out] and bias [out_c] are updated in place (bias must exist; zeros if the
  * convolution had none). */
 void ms_batchnorm_fold(int32_t out_c, size_t per_out, float *weight, float *bias,
-                       const float *gamma, const float *beta, const float *mean,
-                       const float *var, float eps);
+                       const float *gamma, const float *beta, const float *mean, const float *var,
+                       float eps);
 
 /* The same normalisation applied in place to x, per channel. */
-void ms_batchnorm_forward(ms_tensor *x, const float *gamma, const float *beta,
-                          const float *mean, const float *var, float eps);
+void ms_batchnorm_forward(ms_tensor *x, const float *gamma, const float *beta, const float *mean,
+                          const float *var, float eps);
 
 /* ---- pooling ---- */
 typedef enum ms_pool_kind { MS_POOL_MAX = 0, MS_POOL_AVG } ms_pool_kind;
@@ -183,8 +200,8 @@ typedef struct ms_pool2d {
     int32_t kh, kw;
     int32_t stride_h, stride_w;
     int32_t pad_t, pad_l, pad_b, pad_r;
-    bool ceil_mode;          /* output size rounds up, as PyTorch/ONNX ceil_mode */
-    bool count_include_pad;  /* average pooling divides by the full window */
+    bool ceil_mode;         /* output size rounds up, as PyTorch/ONNX ceil_mode */
+    bool count_include_pad; /* average pooling divides by the full window */
 } ms_pool2d;
 
 /* Checks parameters and input size, writes the output size (PyTorch/ONNX rules, including
@@ -193,8 +210,7 @@ ms_status ms_pool2d_shape(const ms_pool2d *p, int32_t in_h, int32_t in_w, int32_
                           int32_t *out_w, ms_err *err);
 void ms_pool2d_forward(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out);
 /* The same on the threads of pool (NULL: the caller's only), in tasks of whole planes. */
-void ms_pool2d_forward_pool(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out,
-                            ms_pool *pool);
+void ms_pool2d_forward_pool(const ms_pool2d *p, const ms_tensor *in, ms_tensor *out, ms_pool *pool);
 
 /* Global pooling to [n][c][1][1]. */
 void ms_global_pool_forward(ms_pool_kind kind, const ms_tensor *in, ms_tensor *out);
@@ -217,8 +233,8 @@ typedef enum ms_binary_op { MS_BINARY_ADD = 0, MS_BINARY_MUL } ms_binary_op;
 
 /* out = a op b, where b has a's shape or broadcasts as [1|n][c][1][1] or [1][1][1][1].
  * out may alias a. Errors (shape mismatch): MS_EINVAL. */
-ms_status ms_binary_forward(ms_binary_op op, const ms_tensor *a, const ms_tensor *b,
-                            ms_tensor *out, ms_err *err);
+ms_status ms_binary_forward(ms_binary_op op, const ms_tensor *a, const ms_tensor *b, ms_tensor *out,
+                            ms_err *err);
 
 /* Fully connected: out[n][o] = sum_i in[n][i] * weight[o][i] + bias[o], where in is read as
  * [n][c*h*w] (flattened) and out is [n][out_features][1][1]. bias may be NULL. */

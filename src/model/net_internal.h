@@ -50,6 +50,12 @@ typedef struct net_node {
     float *wino_u;    /* conv2d: Winograd-transformed weights where that path pays (net-owned) */
     size_t fast_workspace; /* floats of workspace the fast path (Winograd or packed) needs */
     float *packed_w;       /* conv2d: weights packed for the direct kernel where that pays */
+    /* A first layer fused into the packed layer that reads it (ms_conv2d_packed_fusable):
+     * the first has fused_into set and is skipped, its output never stored; the packed layer
+     * has fused_pre = the first's index + 1 and computes both. Sessions with direct_only run
+     * them apart. */
+    bool fused_into;
+    uint32_t fused_pre;
 } net_node;
 
 struct ms_net {
@@ -65,7 +71,7 @@ struct ms_net {
     uint32_t in_idx_count;
     uint32_t *inputs, input_count;
     uint32_t *outputs, output_count;
-    size_t workspace; /* max over conv2d nodes and both paths, floats */
+    size_t workspace;    /* max over conv2d nodes and both paths, floats */
     ms_model_meta *meta; /* the `meta` tensor parsed and checked (meta.c); NULL without one */
 };
 

@@ -20,8 +20,8 @@ struct ms_session {
     const ms_net *net;
     int32_t batch, threads;
     bool direct_only;
-    ms_pool *pool;       /* NULL for one thread */
-    size_t ws_slot;      /* floats of workspace per thread */
+    ms_pool *pool;  /* NULL for one thread */
+    size_t ws_slot; /* floats of workspace per thread */
     void *arena_raw, *ws_raw;
     float *arena, *ws;
     size_t arena_bytes, ws_bytes;
@@ -68,8 +68,8 @@ static void *aligned_alloc64(size_t bytes, void **raw) {
 }
 
 /* Assigns every value a buffer and every buffer an offset; writes the arena size. */
-static ms_status plan(const ms_net *net, int32_t batch, uint32_t *buf_of, plan_buf *bufs,
-                      size_t *arena_bytes, ms_err *err) {
+static ms_status plan(const ms_net *net, int32_t batch, bool fused, uint32_t *buf_of,
+                      plan_buf *bufs, size_t *arena_bytes, ms_err *err) {
     uint32_t nb = 0;
     for (uint32_t v = 0; v < net->value_count; v++) {
         const net_value *val = &net->values[v];
@@ -93,6 +93,12 @@ static ms_status plan(const ms_net *net, int32_t batch, uint32_t *buf_of, plan_b
         size_t bytes = 0;
         ms_mul_size(net_value_count(ov), (size_t)batch, &bytes); /* checked above */
         bytes = (bytes * sizeof(float) + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+        if (fused && nd->fused_into) bytes = 0; /* never written: see net_node */
+        if (fused && nd->fused_pre != 0) {      /* reads the fused first layer's input */
+            const net_node *first = &net->nodes[nd->fused_pre - 1];
+            plan_buf *fb = &bufs[buf_of[net->in_idx[first->in_first]]];
+            if (fb->end < t) fb->end = t;
+        }
         plan_buf *ib = &bufs[buf_of[in0]];
         if (nd->op == OP_FLATTEN || (inplace_op(nd->op) && ib->end == t)) {
             buf_of[o] = buf_of[in0];
@@ -144,8 +150,8 @@ ms_status ms_session_create(const ms_net *net, int32_t batch, ms_session **out, 
     return ms_session_create_opts(net, &opt, out, err);
 }
 
-ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt,
-                                 ms_session **out, ms_err *err) {
+ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *opt, ms_session **out,
+                                 ms_err *err) {
     if (net == NULL || opt == NULL || out == NULL)
         return ms_fail(err, MS_EINVAL, "session: NULL argument");
     const int32_t batch = opt->batch;
@@ -166,7 +172,8 @@ ms_status ms_session_create_opts(const ms_net *net, const ms_session_options *op
     s->batch = batch;
     s->threads = opt->threads;
     s->direct_only = opt->direct_only;
-    if ((st = plan(net, batch, buf_of, bufs, &s->arena_bytes, err)) != MS_OK) goto fail;
+    if ((st = plan(net, batch, !s->direct_only, buf_of, bufs, &s->arena_bytes, err)) != MS_OK)
+        goto fail;
     /* each thread's slot starts on a cache line */
     s->ws_slot = (net->workspace + ALIGN / sizeof(float) - 1) & ~(ALIGN / sizeof(float) - 1);
     if (!ms_mul_size(s->ws_slot, (size_t)s->threads, &s->ws_bytes) ||
@@ -261,17 +268,25 @@ ms_status ms_session_run_inputs(ms_session *s, const float *const *inputs, ms_er
         ms_tensor *out = &s->vals[nd->out];
         ms_status st = MS_OK;
         const double t0 = s->node_seconds ? now_seconds() : 0.0;
+        const bool fused = !s->direct_only;
         switch (nd->op) {
         case OP_CONV2D:
-            if (nd->wino_u != NULL && !s->direct_only)
+            if (nd->fused_into && fused) break; /* computed by the packed layer after it */
+            if (nd->fused_pre != 0 && fused) {
+                const net_node *first = &net->nodes[nd->fused_pre - 1];
+                ms_conv2d_packed_fused_forward_pool(&first->conv, first->weight, first->bias,
+                                                    &nd->conv, s->cat_ins[first->in_first],
+                                                    nd->packed_w, nd->bias, out, s->ws, s->ws_slot,
+                                                    s->pool);
+            } else if (nd->wino_u != NULL && !s->direct_only)
                 ms_conv2d_winograd_forward_pool(&nd->conv, in, nd->wino_u, nd->bias, out, s->ws,
                                                 s->ws_slot, s->pool);
             else if (nd->packed_w != NULL && !s->direct_only)
                 ms_conv2d_packed_forward_pool(&nd->conv, in, nd->packed_w, nd->bias, out, s->ws,
                                               s->ws_slot, s->pool);
             else
-                ms_conv2d_forward_pool(&nd->conv, in, nd->weight, nd->bias, out, s->ws,
-                                       s->ws_slot, s->pool);
+                ms_conv2d_forward_pool(&nd->conv, in, nd->weight, nd->bias, out, s->ws, s->ws_slot,
+                                       s->pool);
             break;
         case OP_BATCHNORM:
             copy_if_needed(in, out);

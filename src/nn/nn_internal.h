@@ -26,6 +26,10 @@ void ms_nn_conv2d_winograd_forward_isa(const ms_conv2d *p, const ms_tensor *in, 
 void ms_nn_conv2d_packed_forward_isa(const ms_conv2d *p, const ms_tensor *in, const float *wp,
                                      const float *bias, ms_tensor *out, float *workspace,
                                      ms_nn_isa isa);
+void ms_nn_conv2d_packed_fused_forward_isa(const ms_conv2d *pre, const float *pre_weight,
+                                           const float *pre_bias, const ms_conv2d *p,
+                                           const ms_tensor *in, const float *wp, const float *bias,
+                                           ms_tensor *out, float *workspace, ms_nn_isa isa);
 
 /* Hot loops are plain C written once as an always-inline body and compiled more than once:
  * for the build's baseline (x86-64: SSE2, 4 lanes, no FMA) and, on x86 with GCC or Clang, for

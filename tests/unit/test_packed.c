@@ -10,7 +10,8 @@
  * counts that are not multiples of the kernel's 8, widths that are not multiples of its 16, several
  * bands of rows, batches, every activation; both the AVX-512 and the portable kernel where the CPU
  * has the first; 1, 2 and 3 threads give the same bits. A perturbed packed weight is shown to be
- * caught. */
+ * caught. The first layer fused into the packed one (1 input channel, 3x3, stride 1) is
+ * checked the same way against the chain of both layers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -281,10 +282,202 @@ static void test_eligibility(void **state) {
     assert_int_equal(ms_conv2d_packed_worthwhile(&q, 64, 64), ms_nn_cpu_avx512());
 }
 
+/* ---- a first layer fused into the packed layer ----
+ * The reference is the chain in double: pre (with its activation) rounded to float, then p.
+ * The fused result must match it and the unfused engine chain (ms_conv2d_forward, then the
+ * packed kernel) within the direct path's bound, on every kernel and thread count, with the
+ * same bits for 1 to 3 threads. perturb: added to one of pre's weights given to the fused call
+ * only (the self-check). Returns the worst error against the reference. */
+static double worst_fused = 0;
+static int fused_cases = 0;
+
+static double run_fused_case(rng *r, const ms_conv2d *pre, const ms_conv2d *p, int32_t batch,
+                             int32_t in_h, int32_t in_w, bool bias_on, float perturb) {
+    char what[240];
+    snprintf(what, sizeof what,
+             "fused n=%d 1x%dx%d -> %d (pad t%d l%d b%d r%d, act %d) -> %d, k %dx%d, s %dx%d, "
+             "pad t%d l%d b%d r%d, act %d%s",
+             batch, in_h, in_w, pre->out_c, pre->pad_t, pre->pad_l, pre->pad_b, pre->pad_r,
+             (int)pre->act, p->out_c, p->kh, p->kw, p->stride_h, p->stride_w, p->pad_t, p->pad_l,
+             p->pad_b, p->pad_r, (int)p->act, bias_on ? ", bias" : "");
+    assert_true(ms_conv2d_packed_fusable(pre, p));
+    int32_t mh, mw, oh, ow;
+    ms_err err = {0};
+    if (ms_conv2d_shape(pre, in_h, in_w, &mh, &mw, &err) != MS_OK ||
+        ms_conv2d_shape(p, mh, mw, &oh, &ow, &err) != MS_OK)
+        fail_msg("%s: %s", what, err.msg);
+    const size_t n_in = (size_t)batch * (size_t)in_h * (size_t)in_w;
+    const size_t n_mid = (size_t)batch * (size_t)pre->out_c * (size_t)mh * (size_t)mw;
+    const size_t n_out = (size_t)batch * (size_t)p->out_c * (size_t)oh * (size_t)ow;
+    const size_t n_w1 = 9 * (size_t)pre->out_c;
+    const size_t n_w2 = (size_t)p->out_c * (size_t)p->in_c * (size_t)p->kh * (size_t)p->kw;
+    const size_t n_wp = ms_conv2d_packed_weight_floats(p, mh, mw);
+    const size_t n_ws = ms_conv2d_packed_fused_workspace(pre, p, in_h, in_w);
+    assert_true(n_wp != SIZE_MAX && n_ws != SIZE_MAX);
+    assert_true(n_ws > ms_conv2d_packed_workspace(p, mh, mw));
+    const size_t n_ws_pre = ms_conv2d_workspace(pre, in_h, in_w);
+    const size_t n_ws_pk = ms_conv2d_packed_workspace(p, mh, mw);
+
+    float *in = xmalloc(n_in * sizeof *in), *w1 = xmalloc(n_w1 * sizeof *w1);
+    float *w1p = xmalloc(n_w1 * sizeof *w1p), *w2 = xmalloc(n_w2 * sizeof *w2);
+    float *b1 = xmalloc((size_t)pre->out_c * sizeof *b1), *b2 = xmalloc((size_t)p->out_c * 4);
+    float *wp = xmalloc(n_wp * sizeof *wp), *mid = xmalloc(n_mid * sizeof *mid);
+    float *chain = xmalloc(n_out * sizeof *chain), *first = xmalloc(n_out * sizeof *first);
+    float *ws_pre = xmalloc((n_ws_pre ? n_ws_pre : 1) * sizeof(float));
+    float *ws_pk = xmalloc(n_ws_pk * sizeof(float));
+    double *mid_ref = xmalloc(n_mid * sizeof *mid_ref), *ref = xmalloc(n_out * sizeof *ref);
+    double *pre_act = xmalloc(n_out * sizeof *pre_act);
+    fill(r, in, n_in);
+    fill(r, w1, n_w1);
+    fill(r, w2, n_w2);
+    fill(r, b1, (size_t)pre->out_c);
+    fill(r, b2, (size_t)p->out_c);
+    memcpy(w1p, w1, n_w1 * sizeof *w1);
+    w1p[4] += perturb; /* the centre tap of channel 0 */
+    const float *bias1 = bias_on ? b1 : NULL, *bias2 = bias_on ? b2 : NULL;
+    ms_conv2d_packed_weights(p, mh, mw, w2, wp);
+
+    conv_ref(pre, batch, in_h, in_w, in, w1, bias1, mh, mw, true, mid_ref);
+    for (size_t i = 0; i < n_mid; i++) mid[i] = (float)mid_ref[i];
+    conv_ref(p, batch, mh, mw, mid, w2, bias2, oh, ow, true, ref);
+    conv_ref(p, batch, mh, mw, mid, w2, bias2, oh, ow, false, pre_act);
+    double scale = 0;
+    for (size_t i = 0; i < n_out; i++)
+        if (fabs(pre_act[i]) > scale) scale = fabs(pre_act[i]);
+    /* the unfused engine chain */
+    ms_tensor ti = {batch, 1, in_h, in_w, in}, tm = {batch, pre->out_c, mh, mw, mid};
+    ms_tensor tc = {batch, p->out_c, oh, ow, chain};
+    ms_conv2d_forward(pre, &ti, w1, bias1, &tm, ws_pre);
+    ms_conv2d_packed_forward(p, &tm, wp, bias2, &tc, ws_pk);
+    double *chain_d = pre_act;
+    for (size_t i = 0; i < n_out; i++) chain_d[i] = chain[i];
+
+    gbuf go, gws;
+    float *out = gbuf_alloc(&go, n_out), *ws = gbuf_alloc(&gws, n_ws);
+    ms_tensor to = {batch, p->out_c, oh, ow, out};
+    double worst = 0;
+    const ms_nn_isa isas[] = {MS_NN_ISA_BASE, MS_NN_ISA_AVX512};
+    for (size_t k = 0; k < 2; k++) {
+        if (isas[k] == MS_NN_ISA_AVX512 && !ms_nn_cpu_avx512()) continue;
+        for (size_t i = 0; i < n_out; i++) out[i] = NAN;
+        ms_nn_conv2d_packed_fused_forward_isa(pre, w1p, bias1, p, &ti, wp, bias2, &to, ws, isas[k]);
+        gbuf_check(&go, what);
+        gbuf_check(&gws, what);
+        const double e = err_scaled(out, ref, n_out, scale);
+        const double e2 = err_scaled(out, chain_d, n_out, scale);
+        if (perturb == 0.0f) {
+            if (!(e <= TOL_DIRECT))
+                fail_msg("%s (isa %d): error %.3g against double > %g", what, (int)isas[k], e,
+                         TOL_DIRECT);
+            if (!(e2 <= TOL_DIRECT))
+                fail_msg("%s (isa %d): error %.3g against the unfused layers > %g", what,
+                         (int)isas[k], e2, TOL_DIRECT);
+            if (e > worst_fused) worst_fused = e;
+        }
+        if (!(e <= worst)) worst = e;
+    }
+    /* 1, 2 and 3 threads: the same bits */
+    for (int32_t threads = 1; threads <= 3; threads++) {
+        ms_pool *pool = NULL;
+        if (ms_pool_create(threads, &pool, &err) != MS_OK) fail_msg("pool: %s", err.msg);
+        float *wss = xmalloc(n_ws * (size_t)threads * sizeof *wss);
+        for (size_t i = 0; i < n_out; i++) out[i] = NAN;
+        ms_conv2d_packed_fused_forward_pool(pre, w1p, bias1, p, &ti, wp, bias2, &to, wss, n_ws,
+                                            pool);
+        if (threads == 1)
+            memcpy(first, out, n_out * sizeof *out);
+        else if (memcmp(first, out, n_out * sizeof *out) != 0)
+            fail_msg("%s: %d threads give other bits than 1", what, threads);
+        free(wss);
+        ms_pool_destroy(pool);
+    }
+    fused_cases++;
+    gbuf_free(&go);
+    gbuf_free(&gws);
+    free(in), free(w1), free(w1p), free(w2), free(b1), free(b2), free(wp), free(mid);
+    free(chain), free(first), free(ws_pre), free(ws_pk), free(mid_ref), free(ref), free(pre_act);
+    return worst;
+}
+
+/* The screener's first two layers, several bands and a batch; other paddings, kernels,
+ * strides, widths that are not multiples of 16 and activations of either layer. */
+static void test_fused_layers(void **state) {
+    (void)state;
+    rng r = {31};
+    const ms_conv2d pre16 = conv(1, 16, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_RELU);
+    const ms_conv2d s2 = conv(16, 32, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_RELU);
+    run_fused_case(&r, &pre16, &s2, 1, 64, 64, true, 0.0f);
+    run_fused_case(&r, &pre16, &s2, 2, 150, 190, true, 0.0f); /* many bands */
+    run_fused_case(&r, &pre16, &s2, 1, 37, 45, false, 0.0f);
+    const struct {
+        ms_conv2d pre, p;
+        int32_t h, w;
+    } cs[] = {
+        {conv(1, 8, 3, 3, 1, 1, 0, 0, 0, 0, MS_ACT_NONE),
+         conv(8, 12, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_NONE), 30, 33},
+        {conv(1, 20, 3, 3, 1, 1, 2, 0, 1, 2, MS_ACT_LEAKY_RELU),
+         conv(20, 9, 1, 1, 2, 2, 0, 0, 0, 0, MS_ACT_RELU), 41, 29},
+        {conv(1, 12, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_SILU),
+         conv(12, 40, 5, 5, 2, 2, 2, 2, 2, 2, MS_ACT_TANH), 17, 16}, /* channels mode */
+        {conv(1, 16, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_RELU),
+         conv(16, 24, 7, 7, 2, 1, 3, 3, 3, 3, MS_ACT_RELU), 50, 70},
+        {conv(1, 5, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_GELU),
+         conv(5, 16, 2, 3, 1, 2, 0, 1, 1, 1, MS_ACT_SIGMOID), 3, 3},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        run_fused_case(&r, &cs[i].pre, &cs[i].p, 1, cs[i].h, cs[i].w, true, 0.0f);
+    for (int n = 0; n < 30; n++) {
+        ms_conv2d pre =
+            conv(1, rng_int(&r, 1, 24), 3, 3, 1, 1, rng_int(&r, 0, 2), rng_int(&r, 0, 2),
+                 rng_int(&r, 0, 2), rng_int(&r, 0, 2), (ms_act)rng_int(&r, 0, 6));
+        const int32_t k = rng_int(&r, 1, 5), st = rng_int(&r, 1, 2);
+        ms_conv2d p = conv(pre.out_c, rng_int(&r, 1, 40), k, k, st, st, rng_int(&r, 0, k - 1),
+                           rng_int(&r, 0, k - 1), rng_int(&r, 0, k - 1), rng_int(&r, 0, k - 1),
+                           (ms_act)rng_int(&r, 0, 6));
+        run_fused_case(&r, &pre, &p, rng_u32(&r) % 4 == 0 ? 2 : 1, rng_int(&r, k + 2, 40),
+                       rng_int(&r, k + 2, 60), rng_u32(&r) % 4 != 0, 0.0f);
+    }
+    /* the check sees the first layer's weights: one off by 0.05 */
+    const double e = run_fused_case(&r, &pre16, &s2, 1, 40, 40, true, 0.05f);
+    if (!(e > 100 * TOL_DIRECT)) fail_msg("a perturbed first-layer weight gave error %.3g", e);
+}
+
+static void test_fusable(void **state) {
+    (void)state;
+    const ms_conv2d pre = conv(1, 16, 3, 3, 1, 1, 1, 1, 1, 1, MS_ACT_RELU);
+    const ms_conv2d p = conv(16, 32, 3, 3, 2, 2, 1, 1, 1, 1, MS_ACT_RELU);
+    assert_true(ms_conv2d_packed_fusable(&pre, &p));
+    assert_false(ms_conv2d_packed_fusable(NULL, &p));
+    assert_false(ms_conv2d_packed_fusable(&pre, NULL));
+    ms_conv2d q = pre;
+    q.in_c = 2; /* two input channels */
+    assert_false(ms_conv2d_packed_fusable(&q, &p));
+    q = pre;
+    q.stride_h = 2;
+    assert_false(ms_conv2d_packed_fusable(&q, &p));
+    q = pre;
+    q.kh = q.kw = 5;
+    assert_false(ms_conv2d_packed_fusable(&q, &p));
+    q = pre;
+    q.dil_w = 2;
+    assert_false(ms_conv2d_packed_fusable(&q, &p));
+    q = pre;
+    q.out_c = 8; /* not p's input channels */
+    assert_false(ms_conv2d_packed_fusable(&q, &p));
+    assert_int_equal(ms_conv2d_packed_fused_workspace(&q, &p, 64, 64), SIZE_MAX);
+    q = p;
+    q.groups = 2;
+    assert_false(ms_conv2d_packed_fusable(&pre, &q));
+    /* an input too small for the pair */
+    assert_int_equal(ms_conv2d_packed_fused_workspace(&pre, &p, 0, 8), SIZE_MAX);
+}
+
 static int report(void **state) {
     (void)state;
     printf("packed: %d cases; worst error against double %.3g, against im2col %.3g (bound %g)\n",
            cases, worst_ref, worst_im2col, TOL_DIRECT);
+    printf("fused first layer: %d cases; worst error against double %.3g\n", fused_cases,
+           worst_fused);
     return 0;
 }
 
@@ -292,7 +485,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eligibility),          cmocka_unit_test(test_known_layers),
         cmocka_unit_test(test_random_shapes),        cmocka_unit_test(test_bands_and_chunks),
-        cmocka_unit_test(test_catches_wrong_weight),
+        cmocka_unit_test(test_catches_wrong_weight), cmocka_unit_test(test_fusable),
+        cmocka_unit_test(test_fused_layers),
     };
     return cmocka_run_group_tests(tests, NULL, report);
 }
