@@ -674,20 +674,18 @@ static void fuse_first_layers(ms_net *net) {
         if (nd->op != OP_CONV2D || nd->packed_w == NULL || nd->in_count != 1) continue;
         const uint32_t v = net->in_idx[nd->in_first];
         const net_value *mid = &net->values[v];
-        /* the first layer right before: no node between them can write over the first's
-         * input, which the packed layer now reads (the session keeps it live that long) */
+        /* the first layer right before, its output read by this node alone (nothing comes
+         * between them, and nothing later or the net's outputs read it: last_time); no node
+         * between can write over the first's input either, which the packed layer now reads
+         * (the session keeps it live that long) */
         if (i == 0 || mid->def_time != i || mid->last_time != i + 1) continue;
         net_node *first = &net->nodes[mid->def_time - 1];
         if (first->op != OP_CONV2D || first->wino_u != NULL || first->packed_w != NULL ||
             first->fused_into || !ms_conv2d_packed_fusable(&first->conv, &nd->conv))
             continue;
-        uint32_t readers = 0;
-        for (uint32_t k = 0; k < net->node_count; k++)
-            for (uint32_t m = 0; m < net->nodes[k].in_count; m++)
-                readers += net->in_idx[net->nodes[k].in_first + m] == v;
         const net_value *src = &net->values[net->in_idx[first->in_first]];
         const size_t ws = ms_conv2d_packed_fused_workspace(&first->conv, &nd->conv, src->h, src->w);
-        if (readers != 1 || ws == SIZE_MAX) continue;
+        if (ws == SIZE_MAX) continue;
         first->fused_into = true;
         nd->fused_pre = mid->def_time;
         nd->fast_workspace = ws;
